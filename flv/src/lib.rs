@@ -1,0 +1,3 @@
+//! Sans-IO FLV and AMF0 (work in progress).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,3 @@
+//! Sans-IO RTMP (work in progress).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
