@@ -79,6 +79,30 @@ pub enum DemuxError {
     },
 }
 
+impl DemuxError {
+    /// Byte offset in the stream where the error is.
+    pub fn offset(&self) -> u64 {
+        match self {
+            DemuxError::BadSignature { offset, .. }
+            | DemuxError::BadDataOffset { offset, .. }
+            | DemuxError::UnknownTagType { offset, .. }
+            | DemuxError::Encrypted { offset, .. }
+            | DemuxError::PreviousTagSizeMismatch { offset, .. }
+            | DemuxError::Truncated { offset, .. } => *offset,
+        }
+    }
+
+    /// The kind of the tag concerned, when the error is inside a known tag.
+    pub fn tag_kind(&self) -> Option<TagKind> {
+        match self {
+            DemuxError::Encrypted { kind, .. } => Some(*kind),
+            DemuxError::PreviousTagSizeMismatch { kind, .. }
+            | DemuxError::Truncated { kind, .. } => *kind,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum State {
     Header,
