@@ -699,7 +699,7 @@ mod tests {
         );
         out.clear();
         enc.write(3, header(1020, 8, 12345), &payload, &mut out);
-        assert_eq!(&out[..4], &[0x83 - 0x40, 0, 0, 20], "fmt 2 with delta 20");
+        assert_eq!(&out[..4], &[0x83, 0, 0, 20], "fmt 2 with delta 20");
         out.clear();
         enc.write(3, header(1040, 8, 12345), &payload, &mut out);
         assert_eq!(out[0], 0xc3, "fmt 3");
@@ -933,7 +933,7 @@ mod tests {
         );
         let mut dec = ChunkDecoder::default();
         let err = dec
-            .decode(&[0x02, 0, 0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 1, 0], &mut out)
+            .decode(&[0x02, 0, 0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 1, 0, 0], &mut out)
             .unwrap_err();
         assert!(err.to_string().contains("expected 4 bytes"), "{err}");
     }
