@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod amf0;
+pub mod avc;
 pub mod demux;
 mod hexdump;
 pub mod mux;
