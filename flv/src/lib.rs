@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aac;
 pub mod amf0;
 pub mod avc;
 pub mod demux;
