@@ -40,6 +40,8 @@ pub mod amf0;
 pub mod avc;
 pub mod demux;
 mod hexdump;
+pub mod media;
+pub mod metadata;
 pub mod mux;
 pub mod tag;
 
