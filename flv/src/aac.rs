@@ -180,8 +180,9 @@ impl AudioSpecificConfig {
 
 fn write_object_type(w: &mut BitWriter, object_type: u8) {
     if object_type >= 31 {
+        // 31 is the escape itself; types from 32 to 95 follow it in 6 bits.
         w.put(5, 31);
-        w.put(6, u32::from(object_type - 32).min(63));
+        w.put(6, u32::from(object_type.saturating_sub(32)).min(63));
     } else {
         w.put(5, u32::from(object_type));
     }
