@@ -40,10 +40,8 @@ pub fn require_tool(tool: &str) -> PathBuf {
 pub fn test_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "streamify-test-{name}-{}-{n}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("streamify-test-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create test dir");
     set_mode(&dir, 0o755);
@@ -118,13 +116,22 @@ pub fn reference_flv(media: ReferenceMedia) -> PathBuf {
     if path.is_file() {
         return path;
     }
-    let tmp = dir.join(format!("{}.{}.tmp.flv", path.display(), std::process::id()));
+    // Unique per process and call: tests in one process may race to make the same file.
+    static MAKING: AtomicU32 = AtomicU32::new(0);
+    let tmp = dir.join(format!(
+        "{}.{}-{}.tmp.flv",
+        path.display(),
+        std::process::id(),
+        MAKING.fetch_add(1, Ordering::Relaxed)
+    ));
     run(Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={width}x{height}:rate=30"))
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
         .args(["-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "5000k"])
         .args(["-g", &gop.to_string(), "-keyint_min", &gop.to_string()])
         .args(["-sc_threshold", "0"])

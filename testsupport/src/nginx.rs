@@ -201,7 +201,10 @@ impl Nginx {
                 if !self.is_running() || Instant::now() > deadline {
                     let stderr =
                         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
-                    panic!("nginx did not start listening on {port}:\n{stderr}\n{}", self.log());
+                    panic!(
+                        "nginx did not start listening on {port}:\n{stderr}\n{}",
+                        self.log()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -211,7 +214,11 @@ impl Nginx {
     fn write_config(&self) {
         let dir = self.dir.display();
         let rec = self.record_dir.display();
-        let unique = if self.options.record_unique { "on" } else { "off" };
+        let unique = if self.options.record_unique {
+            "on"
+        } else {
+            "off"
+        };
         let mut hooks = String::new();
         if let Some(url) = &self.options.on_publish {
             let _ = writeln!(hooks, "            on_publish {url};");
@@ -268,7 +275,9 @@ fn make_certs(dir: &Path) -> PathBuf {
     let ca_key = dir.join("ca.key");
     let ca_pem = dir.join("ca.pem");
     run(Command::new(&openssl)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=Streamify Test CA"])
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
@@ -279,7 +288,14 @@ fn make_certs(dir: &Path) -> PathBuf {
     let key = dir.join("server.key");
     let csr = dir.join("server.csr");
     run(Command::new(&openssl)
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
