@@ -104,24 +104,36 @@ pub fn annexb_nal_units(data: &[u8]) -> AnnexBNalUnits<'_> {
     AnnexBNalUnits { rest: data }
 }
 
+/// Finds the next zero byte at or after `from`, 32 bytes at a time (the
+/// per-chunk minimum compiles to vector instructions).
+fn find_zero(data: &[u8], from: usize) -> Option<usize> {
+    let rest = data.get(from..)?;
+    let mut base = from;
+    let mut chunks = rest.chunks_exact(32);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(u8::MAX, |m, &b| m.min(b)) == 0 {
+            return chunk.iter().position(|&b| b == 0).map(|p| base + p);
+        }
+        base += 32;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == 0)
+        .map(|p| base + p)
+}
+
 /// Finds the next `00 00 01` at or after `from`; returns its index.
 fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    // Look at the third byte of each candidate: skip fast when it cannot be one.
-    while i + 2 < data.len() {
-        let c = data[i + 2];
-        if c > 1 {
-            i += 3;
-        } else if c == 1 {
-            if data[i] == 0 && data[i + 1] == 0 {
-                return Some(i);
-            }
-            i += 3;
-        } else {
-            i += 1;
+    loop {
+        let z = find_zero(data, i)?;
+        match data.get(z + 1..z + 3) {
+            Some([0, 1]) => return Some(z),
+            Some(_) => i = z + 1,
+            None => return None,
         }
     }
-    None
 }
 
 impl<'a> Iterator for AnnexBNalUnits<'a> {
@@ -975,6 +987,38 @@ mod tests {
             annexb_nal_units(&[0x41, 1, 0, 0, 1, 0x41]).collect::<Vec<_>>(),
             vec![&[0x41, 1][..], &[0x41]]
         );
+    }
+
+    #[test]
+    fn start_code_search_matches_naive_search() {
+        let naive = |d: &[u8], from: usize| {
+            (from..d.len().saturating_sub(2)).find(|&i| d[i..i + 3] == [0, 0, 1])
+        };
+        let mut x = 7u32;
+        for len in [0usize, 1, 2, 3, 31, 32, 33, 64, 65, 100, 1000] {
+            for density in [2u32, 5, 50] {
+                let d: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        if x % density == 0 {
+                            0
+                        } else {
+                            (x >> 8) as u8 % 3
+                        }
+                    })
+                    .collect();
+                for from in 0..=len.min(40) {
+                    assert_eq!(
+                        find_start_code(&d, from),
+                        naive(&d, from),
+                        "{d:?} from {from}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find_start_code(&[0, 0, 1], 5), None);
     }
 
     #[test]

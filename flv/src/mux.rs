@@ -2,6 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::avc::{self, AvcError, AvcPacketType, FrameType};
 use crate::tag::{FlvHeader, TagHeader, TagKind, MAX_TAG_DATA_LEN, TAG_HEADER_LEN};
 
 /// A muxing error.
@@ -16,6 +17,9 @@ pub enum MuxError {
         /// The body length.
         len: usize,
     },
+    /// The Annex-B input could not be converted.
+    #[error(transparent)]
+    Avc(#[from] AvcError),
 }
 
 /// Writes FLV into a caller's [`BytesMut`]. It never allocates beyond growing `out`;
@@ -101,6 +105,48 @@ impl Muxer {
         Ok(())
     }
 
+    /// Appends one AVC NALU video tag straight from an Annex-B access unit:
+    /// tag header, 5-byte AVC video header, the NAL units in AVCC form and the
+    /// PreviousTagSize. The payload is copied once, from `annexb` into `out`.
+    /// On error nothing is written.
+    pub fn try_write_avc_annexb_tag(
+        &mut self,
+        out: &mut BytesMut,
+        timestamp: u32,
+        frame: FrameType,
+        composition_time: i32,
+        annexb: &[u8],
+    ) -> Result<(), MuxError> {
+        let start = out.len();
+        out.put_slice(&[0u8; TAG_HEADER_LEN]);
+        avc::write_video_tag_header(out, frame, AvcPacketType::Nalu, composition_time);
+        if let Err(err) = avc::annexb_to_avcc(annexb, out) {
+            out.truncate(start);
+            self.tags_dropped += 1;
+            return Err(err.into());
+        }
+        let len = out.len() - start - TAG_HEADER_LEN;
+        if len > MAX_TAG_DATA_LEN {
+            out.truncate(start);
+            self.tags_dropped += 1;
+            return Err(MuxError::TagTooLarge {
+                kind: TagKind::Video,
+                len,
+            });
+        }
+        let header = TagHeader {
+            tag_type: TagKind::Video.type_id(),
+            filtered: false,
+            data_size: len as u32,
+            timestamp,
+            stream_id: 0,
+        };
+        out[start..start + TAG_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        out.put_u32((len + TAG_HEADER_LEN) as u32);
+        self.tags_written += 1;
+        Ok(())
+    }
+
     /// How many tags were written.
     pub fn tags_written(&self) -> u64 {
         self.tags_written
@@ -158,6 +204,23 @@ mod tests {
         assert_eq!(m.tags_dropped(), 2);
         m.write_tag(&mut out, TagKind::Video, 0, &big[..MAX_TAG_DATA_LEN]);
         assert_eq!(out.len(), MAX_TAG_DATA_LEN + 15);
+    }
+
+    #[test]
+    fn annexb_tag_equals_two_step_conversion() {
+        let annexb = [
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 0x88,
+        ];
+        let mut body = BytesMut::new();
+        avc::write_nalu_tag_from_annexb(&mut body, FrameType::Key, 40, &annexb).unwrap();
+        let mut m = Muxer::new();
+        let mut a = BytesMut::from(&b"prefix"[..]);
+        let mut b = a.clone();
+        m.write_tag(&mut a, TagKind::Video, 1000, &body);
+        m.try_write_avc_annexb_tag(&mut b, 1000, FrameType::Key, 40, &annexb)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(m.tags_written(), 2);
     }
 
     #[test]

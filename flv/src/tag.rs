@@ -126,12 +126,12 @@ impl TagHeader {
         }
     }
 
-    /// Appends the 11 header bytes. `data_size` and `stream_id` keep their low 24 bits.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// The 11 header bytes. `data_size` and `stream_id` keep their low 24 bits.
+    pub fn to_bytes(&self) -> [u8; TAG_HEADER_LEN] {
         let ts = self.timestamp.to_be_bytes();
         let size = self.data_size.to_be_bytes();
         let sid = self.stream_id.to_be_bytes();
-        out.put_slice(&[
+        [
             self.tag_type & 0x1F | u8::from(self.filtered) << 5,
             size[1],
             size[2],
@@ -143,7 +143,12 @@ impl TagHeader {
             sid[1],
             sid[2],
             sid[3],
-        ]);
+        ]
+    }
+
+    /// Appends the 11 header bytes; see [`to_bytes`](TagHeader::to_bytes).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_slice(&self.to_bytes());
     }
 }
 
