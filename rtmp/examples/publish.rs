@@ -35,7 +35,9 @@ async fn main() -> ExitCode {
     let [input, url] = positional.as_slice() else {
         return usage();
     };
-    let redacted = rtmp::RtmpUrl::parse(url).map(|u| u.redacted()).unwrap_or_else(|_| url.clone());
+    let redacted = rtmp::RtmpUrl::parse(url)
+        .map(|u| u.redacted())
+        .unwrap_or_else(|_| url.clone());
     match publish_flv_file(input.as_ref(), url, options).await {
         Ok(report) => {
             println!(

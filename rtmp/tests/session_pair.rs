@@ -6,8 +6,8 @@ use bytes::Bytes;
 use rtmp::chunk::{msg_type, ChunkDecoder, DecoderConfig, RawMessage};
 use rtmp::handshake::RANDOM_SIZE;
 use rtmp::{
-    Admission, ClientConfig, ClientSession, ClientState, CloseReason, Error, Event, MediaKind, ServerConfig,
-    ServerEvent, ServerSession, SessionError,
+    Admission, ClientConfig, ClientSession, ClientState, CloseReason, Error, Event, MediaKind,
+    ServerConfig, ServerEvent, ServerSession, SessionError,
 };
 
 const AVC_SEQ: &[u8] = &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff];
@@ -95,7 +95,12 @@ impl Pair {
     fn publishing() -> Pair {
         let mut p = Pair::new(ServerConfig::default());
         p.run();
-        assert_eq!(p.client.state(), ClientState::Publishing, "{:?}", p.client_events);
+        assert_eq!(
+            p.client.state(),
+            ClientState::Publishing,
+            "{:?}",
+            p.client_events
+        );
         p
     }
 
@@ -118,7 +123,8 @@ impl Pair {
     fn client_messages(&self) -> Vec<RawMessage> {
         let mut dec = ChunkDecoder::new(DecoderConfig::default());
         let mut out = Vec::new();
-        dec.decode(&self.client_wire[1 + 2 * 1536..], &mut out).unwrap();
+        dec.decode(&self.client_wire[1 + 2 * 1536..], &mut out)
+            .unwrap();
         out
     }
 }
@@ -126,7 +132,10 @@ impl Pair {
 #[test]
 fn connect_publish_media_and_stop() {
     let mut p = Pair::publishing();
-    assert_eq!(p.client_events, vec![Event::Connected, Event::Publishing { stream_id: 1 }]);
+    assert_eq!(
+        p.client_events,
+        vec![Event::Connected, Event::Publishing { stream_id: 1 }]
+    );
     assert!(matches!(
         &p.server_events[..2],
         [ServerEvent::Connected { app, tc_url: Some(tc) }, ServerEvent::PublishRequested { key, stream_id: 1 }]
@@ -146,9 +155,17 @@ fn connect_publish_media_and_stop() {
         (MediaKind::Audio, 0, Bytes::from_static(AAC_SEQ)),
     ];
     for i in 0..90u32 {
-        let v = if i % 30 == 0 { key_frame(20_000) } else { inter_frame(3000 + i as usize) };
+        let v = if i % 30 == 0 {
+            key_frame(20_000)
+        } else {
+            inter_frame(3000 + i as usize)
+        };
         sent.push((MediaKind::Video, i * 33, v));
-        sent.push((MediaKind::Audio, i * 21, Bytes::from(vec![0xaf, 1, i as u8, 3, 4])));
+        sent.push((
+            MediaKind::Audio,
+            i * 21,
+            Bytes::from(vec![0xaf, 1, i as u8, 3, 4]),
+        ));
     }
     for (kind, ts, payload) in &sent {
         let adm = match kind {
@@ -170,7 +187,9 @@ fn connect_publish_media_and_stop() {
     assert_eq!(metadata, vec![Bytes::from(meta)]);
     p.client.stop();
     p.run();
-    assert!(p.server_events.contains(&ServerEvent::Unpublished { stream_id: 1 }));
+    assert!(p
+        .server_events
+        .contains(&ServerEvent::Unpublished { stream_id: 1 }));
     assert_eq!(
         p.client_events.last(),
         Some(&Event::Closed {
@@ -185,14 +204,30 @@ fn connect_publish_media_and_stop() {
     let names: Vec<String> = msgs
         .iter()
         .filter(|m| m.header.type_id == msg_type::COMMAND_AMF0)
-        .map(|m| flv::amf0::decode_all(&m.payload).unwrap()[0].as_str().unwrap().to_string())
+        .map(|m| {
+            flv::amf0::decode_all(&m.payload).unwrap()[0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(
         names,
-        ["connect", "releaseStream", "FCPublish", "createStream", "publish", "FCUnpublish", "deleteStream"]
+        [
+            "connect",
+            "releaseStream",
+            "FCPublish",
+            "createStream",
+            "publish",
+            "FCUnpublish",
+            "deleteStream"
+        ]
     );
     let connect = flv::amf0::decode_all(&msgs[1].payload).unwrap();
-    assert_eq!(connect[2].get("type").and_then(|v| v.as_str()), Some("nonprivate"));
+    assert_eq!(
+        connect[2].get("type").and_then(|v| v.as_str()),
+        Some("nonprivate")
+    );
     assert!(connect[2].get("flashVer").is_some());
 }
 
@@ -206,7 +241,11 @@ fn client_bytes_split_one_at_a_time() {
     let base = 0x00FF_FFF0u32;
     let mut sent = Vec::new();
     for i in 0..10u32 {
-        let v = if i == 0 { key_frame(9000) } else { inter_frame(5000) };
+        let v = if i == 0 {
+            key_frame(9000)
+        } else {
+            inter_frame(5000)
+        };
         p.client.send_video(base + i * 33, v.clone()).unwrap();
         sent.push((MediaKind::Video, base + i * 33, v));
     }
@@ -239,7 +278,10 @@ fn refused_publish_is_a_rejected_event() {
 #[test]
 fn media_before_publishing_is_a_usage_error() {
     let mut p = Pair::new(ServerConfig::default());
-    assert_eq!(p.client.send_audio(0, Bytes::from_static(AAC_SEQ)), Err(rtmp::UsageError::NotPublishing));
+    assert_eq!(
+        p.client.send_audio(0, Bytes::from_static(AAC_SEQ)),
+        Err(rtmp::UsageError::NotPublishing)
+    );
     p.run();
     assert!(p.client.send_audio(0, Bytes::from_static(AAC_SEQ)).is_ok());
 }
@@ -267,7 +309,9 @@ fn ping_request_is_answered_and_acks_follow_the_window() {
     assert!(u32::from_be_bytes(ack.payload[..4].try_into().unwrap()) >= 3073);
     assert!(p.server.peer_acknowledged().is_some());
     // Set Peer Bandwidth was answered with a Window Acknowledgement Size.
-    assert!(msgs.iter().any(|m| m.header.type_id == msg_type::WINDOW_ACK_SIZE));
+    assert!(msgs
+        .iter()
+        .any(|m| m.header.type_id == msg_type::WINDOW_ACK_SIZE));
 }
 
 #[test]
@@ -297,7 +341,10 @@ fn garbage_from_the_server_is_a_sticky_error_that_says_where() {
     assert!(text.contains("byte offset"), "{text}");
     assert_eq!(p.client.handle_input(p.now, &[]), Err(err.clone()));
     assert!(matches!(p.client.poll_event(), Some(Event::ProtocolError(e)) if e == err));
-    assert_eq!(p.client.send_video(0, key_frame(1)), Err(rtmp::UsageError::Failed(err)));
+    assert_eq!(
+        p.client.send_video(0, key_frame(1)),
+        Err(rtmp::UsageError::Failed(err))
+    );
 }
 
 #[test]
@@ -307,7 +354,11 @@ fn malformed_command_error_names_the_message() {
     let body = [0u8, 0x40, 0, 0, 0, 0, 0, 0, 0];
     let mut bytes = vec![0x03, 0, 0, 0, 0, 0, body.len() as u8, 20, 0, 0, 0, 0];
     bytes.extend_from_slice(&body);
-    let err = p.client.handle_input(p.now, &bytes).unwrap_err().to_string();
+    let err = p
+        .client
+        .handle_input(p.now, &bytes)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("message type 20"), "{err}");
     assert!(err.contains("command name must be a string"), "{err}");
     assert!(err.contains("00 40 00"), "{err}");
@@ -326,7 +377,10 @@ fn server_closing_mid_publish_is_a_closed_event() {
             was_publishing: true
         })
     );
-    assert_eq!(p.client.send_video(33, inter_frame(10)), Err(rtmp::UsageError::Closed));
+    assert_eq!(
+        p.client.send_video(33, inter_frame(10)),
+        Err(rtmp::UsageError::Closed)
+    );
     p.client.handle_eof();
     assert_eq!(p.client.poll_event(), None);
 }
@@ -343,23 +397,39 @@ fn back_pressure_drops_video_to_the_next_keyframe_never_headers_or_audio_first()
     let mut ts = 0;
     for i in 0..200u32 {
         ts = i * 33;
-        let v = if i % 60 == 0 { key_frame(60_000) } else { inter_frame(10_000) };
+        let v = if i % 60 == 0 {
+            key_frame(60_000)
+        } else {
+            inter_frame(10_000)
+        };
         if c.send_video(ts, v) == Ok(Admission::Queued) {
             queued_video.push(ts);
         }
-        assert_eq!(c.send_audio(ts, Bytes::from(vec![0xaf, 1, 9])), Ok(Admission::Queued));
+        assert_eq!(
+            c.send_audio(ts, Bytes::from(vec![0xaf, 1, 9])),
+            Ok(Admission::Queued)
+        );
     }
     let stats = c.drop_stats();
     assert!(stats.video_frames > 0, "{stats:?}");
     assert_eq!(stats.audio_frames, 0);
     // Sequence headers are never dropped, even when backed up.
-    assert_eq!(c.send_video(ts, Bytes::from_static(AVC_SEQ)), Ok(Admission::Queued));
+    assert_eq!(
+        c.send_video(ts, Bytes::from_static(AVC_SEQ)),
+        Ok(Admission::Queued)
+    );
     // Drain, then video resumes only at a keyframe.
     let out = c.pending_output().len();
     c.consume_output(out);
-    assert_eq!(c.send_video(ts + 33, inter_frame(10)), Ok(Admission::Dropped));
+    assert_eq!(
+        c.send_video(ts + 33, inter_frame(10)),
+        Ok(Admission::Dropped)
+    );
     assert_eq!(c.send_video(ts + 66, key_frame(10)), Ok(Admission::Queued));
-    assert_eq!(c.send_video(ts + 99, inter_frame(10)), Ok(Admission::Queued));
+    assert_eq!(
+        c.send_video(ts + 99, inter_frame(10)),
+        Ok(Admission::Queued)
+    );
     // What was queued before the drops is a prefix of the first GOP.
     assert_eq!(queued_video[0], 0);
     assert!(queued_video.windows(2).all(|w| w[1] == w[0] + 33));

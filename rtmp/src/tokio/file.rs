@@ -129,7 +129,10 @@ pub async fn publish_flv_file(
             publisher.drive_until(due).await.map_err(publish_err)?;
         } else {
             // Still let the socket drain between tags.
-            publisher.drive_until(Instant::now()).await.map_err(publish_err)?;
+            publisher
+                .drive_until(Instant::now())
+                .await
+                .map_err(publish_err)?;
             if publisher.queued_bytes() > 512 * 1024 {
                 publisher
                     .flush(Duration::from_secs(10))

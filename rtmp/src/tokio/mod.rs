@@ -36,7 +36,8 @@ use tokio_rustls::client::TlsStream;
 
 use crate::handshake::RANDOM_SIZE;
 use crate::{
-    Admission, ClientConfig, ClientSession, DropStats, Error, Event, RtmpUrl, Scheme, UrlError, UsageError,
+    Admission, ClientConfig, ClientSession, DropStats, Error, Event, RtmpUrl, Scheme, UrlError,
+    UsageError,
 };
 
 pub use file::{publish_flv_file, PublishFileError, PublishFileOptions, PublishReport};
@@ -167,7 +168,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -176,7 +181,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -229,7 +238,6 @@ enum Step {
 }
 
 /// A publishing connection: a [`ClientSession`] over TCP or TLS.
-#[derive(Debug)]
 pub struct Publisher {
     stream: Stream,
     session: ClientSession,
@@ -240,6 +248,18 @@ pub struct Publisher {
     closed: bool,
 }
 
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("url", &self.url.redacted())
+            .field("tls", &matches!(self.stream, Stream::Tls(_)))
+            .field("state", &self.session.state())
+            .field("queued_bytes", &self.session.queued_bytes())
+            .field("drop_stats", &self.session.drop_stats())
+            .finish()
+    }
+}
+
 impl Publisher {
     /// Connects to `rtmp[s]://host[:port]/app[/...]/key` and returns once the server has
     /// acknowledged the publish (`NetStream.Publish.Start`).
@@ -248,7 +268,8 @@ impl Publisher {
         let limit = options.connect_timeout;
         let redacted = url.redacted();
         let mut phase = String::from("TCP connect");
-        let result = tokio::time::timeout(limit, Self::connect_inner(url, options, &mut phase)).await;
+        let result =
+            tokio::time::timeout(limit, Self::connect_inner(url, options, &mut phase)).await;
         match result {
             Ok(r) => r,
             Err(_) => Err(ConnectError::Timeout {
@@ -280,10 +301,11 @@ impl Publisher {
             None => Stream::Plain(tcp),
             Some(config) => {
                 *phase = "TLS handshake".into();
-                let name = ServerName::try_from(url.host.clone()).map_err(|e| ConnectError::Tls {
-                    host: url.host.clone(),
-                    reason: format!("not a valid TLS server name: {e}"),
-                })?;
+                let name =
+                    ServerName::try_from(url.host.clone()).map_err(|e| ConnectError::Tls {
+                        host: url.host.clone(),
+                        reason: format!("not a valid TLS server name: {e}"),
+                    })?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
@@ -291,7 +313,8 @@ impl Publisher {
                 Stream::Tls(Box::new(tls))
             }
         };
-        let mut config = ClientConfig::new(url.app.clone(), url.tc_url.clone(), url.stream_key.clone());
+        let mut config =
+            ClientConfig::new(url.app.clone(), url.tc_url.clone(), url.stream_key.clone());
         config.max_queued_video_bytes = options.max_queued_video_bytes;
         config.max_queued_audio_bytes = options.max_queued_audio_bytes;
         config.response_timeout = options.connect_timeout;
@@ -337,7 +360,9 @@ impl Publisher {
                 Err(e) => {
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::UnexpectedEof
                     ) {
                         publisher.session.handle_eof();
                     } else {
@@ -428,6 +453,7 @@ impl Publisher {
                 if let Poll::Ready(r) = Pin::new(&mut *stream).poll_flush(cx) {
                     r?;
                     *needs_flush = false;
+                    progress = true;
                 }
             }
             let mut buf = ReadBuf::new(read_buf);
@@ -467,7 +493,9 @@ impl Publisher {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
                 ) =>
             {
                 Step::Eof

@@ -11,7 +11,9 @@ use rustls_pki_types::CertificateDer;
 use super::ConnectError;
 
 /// Builds the client configuration. No process-wide crypto provider is needed.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -45,7 +47,9 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::Client
 
 /// Turns a failed TLS handshake into a clear error, naming certificate problems as such.
 pub(crate) fn handshake_error(host: &str, e: std::io::Error) -> ConnectError {
-    let tls = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match tls {
         Some(rustls::Error::InvalidCertificate(reason)) => ConnectError::Certificate {
             host: host.to_string(),
