@@ -5,11 +5,13 @@
 //!   certificate is signed by a throw-away CA the test trusts explicitly.
 //! - [`reference_flv`]: a reference recording made by ffmpeg (libx264 + AAC-LC 48 kHz).
 //! - [`ffprobe`]: strict decoding and stream facts of a recording.
+//! - [`synth`]: real H.264 (openh264) and Opus (libopus) made in the test.
 //!
 //! A missing tool is a test failure with a message that says how to install it, never a skip.
 
 pub mod ffprobe;
 mod nginx;
+pub mod synth;
 
 pub use nginx::{Nginx, NginxOptions};
 
