@@ -11,12 +11,22 @@
 //!
 //! Every [`MediaTag`] carries one `Bytes` that every destination shares (a refcount, not a copy).
 //!
-//! INTERFACE CONTRACT (agreed between the media and server engineers; the bodies are being
-//! written in `pipeline.rs` and friends by the media engineer).
+//! Inside: `video.rs` (Annex-B -> AVC, parameter sets, keyframe gating), `audio.rs` (Opus ->
+//! PCM timeline with loss concealment -> AAC-LC), `sync.rs` (RTP unwrapping, sender-report
+//! A/V clock), `pipeline.rs` (keyframe requests, interleaving, stats).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+mod audio;
+mod pipeline;
+mod sync;
+#[cfg(test)]
+mod tests;
+mod video;
+
+pub use pipeline::Pipeline;
 
 /// Which track an RTCP sender report or a statistic is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +66,9 @@ pub struct MediaTag {
     pub kind: flv::TagKind,
     /// Milliseconds on the stream's output clock: starts at 0, never goes back per track.
     pub timestamp: u32,
-    /// The tag body (for video: the 5-byte AVC header + AVCC NAL units).
+    /// The tag body (for video: the 5-byte AVC header + AVCC NAL units; for script data the
+    /// FLV form `"onMetaData", {..}`: send it with `rtmp::ClientSession::send_metadata_tag`,
+    /// which puts `@setDataFrame` in front).
     pub data: Bytes,
     /// A video keyframe (a destination may start or resume here).
     pub keyframe: bool,
@@ -113,58 +125,39 @@ pub struct PipelineStats {
 #[error("media pipeline: {0}")]
 pub struct MediaError(pub String);
 
-/// One stream's pipeline (see the module docs for the drive loop).
-pub struct Pipeline {
-    _private: (),
+/// A buffer that tag bodies are written into one after the other and split off as `Bytes`:
+/// once the destinations have dropped the earlier tags the same memory is used again, so
+/// a frame costs no allocation in the steady state.
+#[derive(Debug)]
+pub(crate) struct TagArena {
+    buf: BytesMut,
 }
 
-impl std::fmt::Debug for Pipeline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").finish_non_exhaustive()
-    }
-}
+impl TagArena {
+    const CHUNK: usize = 512 * 1024;
 
-#[allow(clippy::todo, unused_variables)]
-impl Pipeline {
-    /// A pipeline whose output clock starts at `now`.
-    pub fn new(config: PipelineConfig, now: Instant) -> Result<Pipeline, MediaError> {
-        todo!("media engineer")
+    pub(crate) fn new() -> Self {
+        TagArena {
+            buf: BytesMut::with_capacity(Self::CHUNK),
+        }
     }
-    /// One depacketized H.264 access unit (Annex-B) with its 90 kHz RTP timestamp.
-    pub fn push_video(&mut self, now: Instant, rtp_time: u32, annexb: &[u8]) {
-        todo!("media engineer")
+
+    /// The buffer to write one tag body into, with room for at least `hint` bytes.
+    pub(crate) fn begin(&mut self, hint: usize) -> &mut BytesMut {
+        self.buf.clear();
+        if self.buf.capacity() < hint {
+            self.buf.reserve(hint.max(Self::CHUNK));
+        }
+        &mut self.buf
     }
-    /// One Opus packet with its 48 kHz RTP timestamp.
-    pub fn push_audio(&mut self, now: Instant, rtp_time: u32, opus: &[u8]) {
-        todo!("media engineer")
+
+    /// The body written since [`begin`](TagArena::begin).
+    pub(crate) fn finish(&mut self) -> Bytes {
+        self.buf.split().freeze()
     }
-    /// Video was lost beyond repair: drop until the next keyframe (and ask for one).
-    pub fn video_loss(&mut self, now: Instant) {
-        todo!("media engineer")
-    }
-    /// An RTCP sender report: `rtp_time` of `track` corresponds to wall-clock `ntp`.
-    pub fn sender_report(&mut self, now: Instant, track: Track, rtp_time: u32, ntp: SystemTime) {
-        todo!("media engineer")
-    }
-    /// Time passes (keyframe deadline, silence fill, interleaving flush).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        todo!("media engineer")
-    }
-    /// When [`handle_timeout`](Pipeline::handle_timeout) wants to be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("media engineer")
-    }
-    /// The next output; drain until `None` after every push or timeout.
-    pub fn poll_output(&mut self) -> Option<PipelineOutput> {
-        todo!("media engineer")
-    }
-    /// The latest `onMetaData`, AVC and AAC sequence headers (for a destination that
-    /// connects or reconnects mid-stream), in that order.
-    pub fn sequence_headers(&self) -> Vec<MediaTag> {
-        todo!("media engineer")
-    }
-    /// Figures for the API.
-    pub fn stats(&self) -> PipelineStats {
-        todo!("media engineer")
+
+    /// Forgets what was written since [`begin`](TagArena::begin).
+    pub(crate) fn abandon(&mut self) {
+        self.buf.clear();
     }
 }
