@@ -250,12 +250,16 @@ impl ClientSession {
             }
             self.on_handshake_done(now);
         }
-        if let Err(e) = self.conn.decode(input) {
-            return Err(self.fail(e.into()));
-        }
+        // Messages completed before a chunk error are handled first, and nothing is
+        // handled once the session is over, so the outcome does not depend on how the
+        // input was split into reads.
+        let decoded = self.conn.decode(input);
         let mut inbox = std::mem::take(&mut self.conn.inbox);
         let mut result = Ok(());
         for msg in inbox.drain(..) {
+            if self.is_over() {
+                break;
+            }
             if let Err(e) = self.handle_message(now, msg) {
                 result = Err(self.fail(e));
                 break;
@@ -263,6 +267,9 @@ impl ClientSession {
         }
         self.conn.inbox = inbox;
         if result.is_ok() && !self.is_over() {
+            if let Err(e) = decoded {
+                return Err(self.fail(e.into()));
+            }
             self.conn.maybe_ack();
         }
         result

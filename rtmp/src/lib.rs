@@ -69,6 +69,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "_fuzz")]
+#[doc(hidden)]
+pub mod _fuzz;
 pub mod chunk;
 mod client;
 mod command;

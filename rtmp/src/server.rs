@@ -179,9 +179,9 @@ impl ServerSession {
                 (1 + 2 * HANDSHAKE_SIZE) as u64,
             );
         }
-        if let Err(e) = self.conn.decode(input) {
-            return Err(self.fail(e.into()));
-        }
+        // Messages completed before a chunk error are handled first, so the outcome
+        // does not depend on how the input was split into reads.
+        let decoded = self.conn.decode(input);
         let mut inbox = std::mem::take(&mut self.conn.inbox);
         let mut result = Ok(());
         for msg in inbox.drain(..) {
@@ -192,6 +192,9 @@ impl ServerSession {
         }
         self.conn.inbox = inbox;
         if result.is_ok() {
+            if let Err(e) = decoded {
+                return Err(self.fail(e.into()));
+            }
             self.conn.maybe_ack();
         }
         result

@@ -179,7 +179,7 @@ async fn rtmps_without_the_ca_file_fails_with_a_certificate_error() {
 }
 
 #[tokio::test]
-async fn nginx_deny_publish_closes_the_connection() {
+async fn nginx_deny_publish_is_closed_after_publishing_not_rejected() {
     let nginx = Nginx::start(NginxOptions::default());
     // What nginx-rtmp 1.2 actually does with `deny publish all`: it answers the publish with
     // NetStream.Publish.Start, then its access module logs "access forbidden by rule" and
@@ -248,6 +248,118 @@ async fn nginx_deny_publish_closes_the_connection() {
         "{err:?}"
     );
     assert!(err.to_string().contains("closed the connection"), "{err}");
+}
+
+#[tokio::test]
+async fn nginx_refuses_a_second_publisher_on_a_live_key_with_its_code_and_description() {
+    // The refusal nginx-rtmp does send as an onStatus error: publishing a key that is
+    // already being published (ngx_rtmp_live_module: "NetStream.Publish.BadName",
+    // "Already publishing").
+    let nginx = Nginx::start(NginxOptions::default());
+    let url = nginx.rtmp_url("live", "taken");
+    let first = with_timeout(
+        "connect",
+        20,
+        Publisher::connect(&url, ConnectOptions::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("first publisher: {e}\n{}", nginx.log()));
+    let err = with_timeout(
+        "connect",
+        20,
+        Publisher::connect(&url, ConnectOptions::default()),
+    )
+    .await
+    .err()
+    .expect("a second publisher on the same key must be refused");
+    match &err {
+        ConnectError::Rejected { code, description } => {
+            assert_eq!(code, "NetStream.Publish.BadName");
+            assert_eq!(description, "Already publishing");
+        }
+        other => panic!("expected Rejected, got {other:?}\n{}", nginx.log()),
+    }
+    assert!(
+        err.to_string()
+            .contains("NetStream.Publish.BadName: Already publishing"),
+        "{err}"
+    );
+    drop(first);
+}
+
+/// The `publish` example binary, built by the same `cargo test` run (cargo test builds
+/// the package's examples unless targets are selected explicitly).
+fn publish_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let example = dir.join("examples").join("publish");
+    assert!(
+        example.is_file(),
+        "{} not found: run the tests with `cargo test -p streamify-rtmp --features tokio` \
+         (which builds the examples), not with `--test nginx` alone",
+        example.display()
+    );
+    example
+}
+
+#[test]
+fn publish_example_round_trips_over_rtmps_with_ca_file_and_fails_clearly_without() {
+    let reference = reference();
+    let mut nginx = Nginx::start(NginxOptions {
+        tls: true,
+        ..NginxOptions::default()
+    });
+    let ca = nginx.ca_cert.clone().expect("CA");
+    let run = |url: &str, ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(publish_example());
+        cmd.arg(&reference).arg(url);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the publish example");
+        // Real time: the 6 s reference must be done well within 40 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the publish example hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("output")
+    };
+
+    let out = run(&nginx.rtmps_url("live", "example"), Some(&ca));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {}: {stdout}{stderr}\n{}",
+        out.status,
+        nginx.log()
+    );
+    assert!(stdout.contains("published"), "{stdout}");
+    assert!(
+        !stdout.contains("/live/example"),
+        "the key is redacted: {stdout}"
+    );
+
+    let out = run(&nginx.rtmps_url("live", "untrusted"), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("certificate") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+    nginx.stop();
+    assert_same_media(&reference, &nginx.recording("example"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

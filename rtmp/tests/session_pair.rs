@@ -434,3 +434,125 @@ fn back_pressure_drops_video_to_the_next_keyframe_never_headers_or_audio_first()
     assert_eq!(queued_video[0], 0);
     assert!(queued_video.windows(2).all(|w| w[1] == w[0] + 33));
 }
+
+/// A client whose publish the in-memory server has been asked for but not answered yet.
+fn awaiting_publish_answer() -> (Instant, ClientSession, ServerSession, u32) {
+    let now = Instant::now();
+    let config = ClientConfig::new("live", "rtmp://127.0.0.1/live", "key");
+    let mut client = ClientSession::new(config, now, &[1; RANDOM_SIZE]);
+    let mut server = ServerSession::new(ServerConfig::default(), now, &[2; RANDOM_SIZE]);
+    for _ in 0..10 {
+        let c = client.pending_output().to_vec();
+        client.consume_output(c.len());
+        server.handle_input(now, &c).unwrap();
+        while let Some(e) = server.poll_event() {
+            if let ServerEvent::PublishRequested { stream_id, .. } = e {
+                return (now, client, server, stream_id);
+            }
+        }
+        let s = server.pending_output().to_vec();
+        server.consume_output(s.len());
+        client.handle_input(now, &s).unwrap();
+    }
+    panic!("no publish request");
+}
+
+/// Feeds `bytes` to a fresh [`awaiting_publish_answer`] client in one read and byte by
+/// byte; both must give the same events, which are returned.
+fn same_events_whatever_the_split(
+    answer: impl Fn(&mut ServerSession, u32),
+    tail: &[u8],
+) -> Vec<Event> {
+    let mut results = Vec::new();
+    for piece in [usize::MAX, 1] {
+        let (now, mut client, mut server, id) = awaiting_publish_answer();
+        answer(&mut server, id);
+        let mut bytes = server.pending_output().to_vec();
+        bytes.extend_from_slice(tail);
+        for p in bytes.chunks(piece) {
+            let _ = client.handle_input(now, p);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = client.poll_event() {
+            events.push(e);
+        }
+        results.push(events);
+    }
+    assert_eq!(
+        results[0], results[1],
+        "events depend on how the input was split"
+    );
+    results.remove(0)
+}
+
+/// An onStatus command on chunk stream 9 (unused by the server session), as a server
+/// might send it.
+fn on_status(level: &str, code: &str, description: &str) -> Vec<u8> {
+    use flv::amf0::{encode, Value};
+    let mut body = bytes::BytesMut::new();
+    for v in [
+        Value::from("onStatus"),
+        Value::from(0.0),
+        Value::Null,
+        Value::Object(vec![
+            ("level".into(), level.into()),
+            ("code".into(), code.into()),
+            ("description".into(), description.into()),
+        ]),
+    ] {
+        encode(&v, &mut body);
+    }
+    let mut out = bytes::BytesMut::new();
+    let header = rtmp::chunk::MessageHeader {
+        timestamp: 0,
+        type_id: msg_type::COMMAND_AMF0,
+        stream_id: 1,
+    };
+    rtmp::chunk::ChunkEncoder::new().write(9, header, &body, &mut out);
+    out.to_vec()
+}
+
+#[test]
+fn messages_before_a_chunk_error_in_the_same_read_are_handled_first() {
+    // Regression, split invariant of fuzz target rtmp_client_session: with the answer to publish and a bad
+    // chunk header in one read, the client reported the error without the Publishing
+    // that a byte-by-byte read reported.
+    let events = same_events_whatever_the_split(
+        |server, id| server.accept_publish(id).unwrap(),
+        &[0x47, 0, 0, 0, 0, 0, 1, 9],
+    );
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0], Event::Connected);
+    assert_eq!(events[1], Event::Publishing { stream_id: 1 });
+    assert!(matches!(
+        &events[2],
+        Event::ProtocolError(Error::Chunk(rtmp::ChunkError::NoPreviousHeader {
+            csid: 7,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn nothing_is_handled_after_a_rejection_in_the_same_read() {
+    // Regression, split invariant of fuzz target rtmp_client_session: a status after the refusal in the same
+    // read became an event after the terminal Rejected.
+    let events = same_events_whatever_the_split(
+        |server, id| {
+            server
+                .reject_publish(id, "NetStream.Publish.BadName", "taken")
+                .unwrap()
+        },
+        &on_status("status", "NetStream.Publish.Start", "late"),
+    );
+    assert_eq!(
+        events,
+        vec![
+            Event::Connected,
+            Event::Rejected {
+                code: "NetStream.Publish.BadName".into(),
+                description: "taken".into()
+            }
+        ]
+    );
+}
