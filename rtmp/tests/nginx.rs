@@ -167,8 +167,7 @@ async fn rtmps_without_the_ca_file_fails_with_a_certificate_error() {
         ),
     )
     .await
-    .err()
-    .expect("an untrusted certificate must not connect");
+    .expect_err("an untrusted certificate must not connect");
     assert!(matches!(err, ConnectError::Certificate { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -270,8 +269,7 @@ async fn nginx_refuses_a_second_publisher_on_a_live_key_with_its_code_and_descri
         Publisher::connect(&url, ConnectOptions::default()),
     )
     .await
-    .err()
-    .expect("a second publisher on the same key must be refused");
+    .expect_err("a second publisher on the same key must be refused");
     match &err {
         ConnectError::Rejected { code, description } => {
             assert_eq!(code, "NetStream.Publish.BadName");
@@ -422,16 +420,14 @@ async fn unreachable_port_and_bad_urls_fail_clearly() {
         ConnectOptions::default(),
     )
     .await
-    .err()
-    .expect("nothing listens");
+    .expect_err("nothing listens");
     assert!(
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
     );
     let err = Publisher::connect("rtmp://127.0.0.1/onlyapp", ConnectOptions::default())
         .await
-        .err()
-        .expect("no key");
+        .expect_err("no key");
     assert!(matches!(err, ConnectError::Url(_)), "{err:?}");
     let err = publish_flv_file(
         Path::new("/nonexistent.flv"),
