@@ -283,7 +283,10 @@ mod tests {
         let (a, src_a) = load_or_generate_token(&data).unwrap();
         let (b, src_b) = load_or_generate_token(&data).unwrap();
         assert_eq!(a, b);
-        assert_eq!((src_a, src_b), (TokenSource::Generated, TokenSource::Stored));
+        assert_eq!(
+            (src_a, src_b),
+            (TokenSource::Generated, TokenSource::Stored)
+        );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join(TOKEN_FILE)), 0o600);
