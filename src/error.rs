@@ -67,6 +67,14 @@ pub enum ErrorCode {
     YoutubeApiError,
     /// Google sign-in failed: consent refused, state invalid or the code exchange failed (400).
     OauthFailed,
+    /// The user declined access on Google's consent screen (400).
+    OauthConsentRefused,
+    /// The sign-in's `state` is unknown, reused, expired or from another browser (400).
+    OauthStateInvalid,
+    /// Google refused the authorization code exchange (wrong verifier, bad code...) (400).
+    OauthExchangeFailed,
+    /// The Google account has no YouTube channel (409).
+    YoutubeNoChannel,
     /// Something unexpected inside the server (500). Logged with details; the message is generic.
     Internal,
 }
@@ -104,6 +112,10 @@ impl ErrorCode {
             ErrorCode::YoutubeUnreachable => "youtube_unreachable",
             ErrorCode::YoutubeApiError => "youtube_api_error",
             ErrorCode::OauthFailed => "oauth_failed",
+            ErrorCode::OauthConsentRefused => "oauth_consent_refused",
+            ErrorCode::OauthStateInvalid => "oauth_state_invalid",
+            ErrorCode::OauthExchangeFailed => "oauth_exchange_failed",
+            ErrorCode::YoutubeNoChannel => "youtube_no_channel",
             ErrorCode::Internal => "internal",
         }
     }
@@ -111,7 +123,12 @@ impl ErrorCode {
     /// The HTTP status an API answer with this code carries.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::InvalidSdp | ErrorCode::OauthFailed => 400,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidSdp
+            | ErrorCode::OauthFailed
+            | ErrorCode::OauthConsentRefused
+            | ErrorCode::OauthStateInvalid
+            | ErrorCode::OauthExchangeFailed => 400,
             ErrorCode::Unauthorized | ErrorCode::YoutubeReauthRequired => 401,
             ErrorCode::YoutubeLiveStreamingNotEnabled
             | ErrorCode::YoutubeQuotaExceeded
@@ -120,6 +137,7 @@ impl ErrorCode {
             ErrorCode::Conflict
             | ErrorCode::PublisherExists
             | ErrorCode::YoutubeNotConnected
+            | ErrorCode::YoutubeNoChannel
             | ErrorCode::YoutubeInvalidTransition => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
