@@ -826,6 +826,45 @@ async fn broadcast_goes_live_over_real_rtmps_and_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_token_revoked_while_live_over_plain_rtmp() {
+    within(async {
+        let h = Harness::start_with(|c| c.prefer_rtmps = false).await;
+        let nginx = start_nginx(&h.fake);
+        h.sign_in().await;
+        let driver = BroadcastDriver::new(h.youtube.clone(), h.account_id());
+        let mut publisher = FlvPublisher::new(reference(), None);
+        let live = driver
+            .start(&request("plain"), &mut publisher)
+            .await
+            .expect("goes live over plain RTMP");
+        assert!(
+            publisher.urls[0].starts_with(&format!("rtmp://127.0.0.1:{}/live2/", nginx.rtmp_port))
+        );
+        // The health watch reads while live, then the user revokes access at Google.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watch = {
+            let driver = driver.clone();
+            let live = live.clone();
+            tokio::spawn(async move { driver.watch_health(&live, stop_rx).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.fake.revoke_all();
+        let err = tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("the watch ends")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::YoutubeReauthRequired);
+        drop(stop_tx);
+        // Stopping still closes the RTMP publish cleanly, and reports the same code.
+        let err = driver.stop(&live, &mut publisher).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::YoutubeReauthRequired);
+        assert!(publisher.task.is_none(), "publisher stopped");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_streaming_not_enabled_has_its_code_and_creates_nothing() {
     within(async {
         let h = Harness::start().await;

@@ -922,6 +922,38 @@ impl BroadcastDriver {
         Ok(status)
     }
 
+    /// Reads the health every [`DriverTiming::health_interval`] (each reading is also sent as
+    /// a [`YoutubeEvent::Health`]) until `stop` turns true (`Ok`) or a reading fails with an
+    /// error that retrying cannot fix (reauth required, quota exceeded, stream gone: `Err`).
+    /// Passing failures (Google unreachable) are logged and retried at the next interval.
+    pub async fn watch_health(
+        &self,
+        session: &LiveSession,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing.health_interval) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+            match self.health(session).await {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::YoutubeUnreachable => {
+                    tracing::warn!(error = %e, "YouTube health reading failed; retrying later");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Ends the broadcast (`transition complete`, redundant counts as done), then stops
     /// publishing. Publishing stops even when the transition fails.
     pub async fn stop<P: RtmpPublish>(
