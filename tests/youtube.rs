@@ -865,6 +865,55 @@ async fn refresh_token_revoked_while_live_over_plain_rtmp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_interrupted_by_a_crash_are_ended_at_the_next_start() {
+    within(async {
+        let h = Harness::start().await;
+        let nginx = start_nginx(&h.fake);
+        h.sign_in().await;
+        let driver = BroadcastDriver::new(h.youtube.clone(), h.account_id());
+        let mut publisher = FlvPublisher::new(reference(), nginx.ca_cert.clone());
+        let live = driver
+            .start(&request("crash"), &mut publisher)
+            .await
+            .unwrap();
+        // A second broadcast that never went live (created, then the server died).
+        let api = LiveApi::new(h.youtube.clone(), h.account_id());
+        let orphan = api.insert_broadcast(&request("orphan")).await.unwrap();
+        let orphan_id = orphan["id"].as_str().unwrap().to_string();
+        h.youtube
+            .store()
+            .save_broadcast(&streamify::store::BroadcastRecord {
+                broadcast_id: orphan_id.clone(),
+                account_id: h.account_id(),
+                stream_id: None,
+                ingest_url: None,
+                owner_stream: None,
+                state: "created".into(),
+            })
+            .unwrap();
+        // The "crash": the RTMP connection drops without any YouTube call.
+        publisher.task.take().unwrap().abort();
+
+        let handled = h.youtube.end_interrupted_broadcasts().await.unwrap();
+        assert_eq!(handled, [live.broadcast_id.clone(), orphan_id.clone()]);
+        let b = h.fake.broadcast(&live.broadcast_id).unwrap();
+        assert_eq!(b["status"]["lifeCycleStatus"], "complete");
+        assert!(
+            h.fake.broadcast(&orphan_id).is_none(),
+            "never-live broadcast deleted"
+        );
+        // Nothing is left for the next start.
+        assert!(h
+            .youtube
+            .end_interrupted_broadcasts()
+            .await
+            .unwrap()
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_streaming_not_enabled_has_its_code_and_creates_nothing() {
     within(async {
         let h = Harness::start().await;

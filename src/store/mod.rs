@@ -278,6 +278,12 @@ impl Store {
         Store::open_with(data_dir, secrets)
     }
 
+    /// [`Store::open`] with the key from `STREAMIFY_SECRET_KEY` when it is set.
+    pub fn open_from_env(data_dir: &Path) -> Result<Store> {
+        let key = std::env::var(crypto::SECRET_KEY_ENV).ok();
+        Store::open(data_dir, key.as_deref())
+    }
+
     /// Like [`Store::open`] with a given secret box.
     pub fn open_with(data_dir: &Path, secrets: SecretBox) -> Result<Store> {
         crate::config::ensure_private_dir(data_dir)?;
@@ -936,6 +942,27 @@ impl Store {
             Ok(b)
         })
         .transpose()
+    }
+
+    /// Broadcasts not yet `complete` or `deleted` (left over by a crash), oldest first.
+    pub fn open_broadcasts(&self) -> Result<Vec<BroadcastRecord>> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT broadcast_id FROM youtube_broadcasts
+                     WHERE state NOT IN ('complete', 'deleted', 'abandoned')
+                     ORDER BY created_at_ms, broadcast_id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.broadcast(&id)?);
+        }
+        Ok(out)
     }
 
     /// Adds `units` to an account's count for `day`; returns the new total.

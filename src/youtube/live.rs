@@ -576,6 +576,62 @@ fn str_field(v: &Value, pointer: &str, call: &str) -> Result<String, GoogleError
         .ok_or_else(|| GoogleError::unreachable(call, format!("answer without {pointer}")))
 }
 
+impl YouTube {
+    /// At start-up, after a crash: ends what the previous run left on YouTube. A broadcast
+    /// that was live is transitioned to `complete`; one that never went live is deleted with
+    /// its stream. Accounts that must reconnect are skipped (marked `abandoned`); other
+    /// failures are kept for the next start. Returns the broadcast ids handled.
+    pub async fn end_interrupted_broadcasts(self: &Arc<Self>) -> Result<Vec<String>> {
+        let mut handled = Vec::new();
+        for record in self.store.open_broadcasts()? {
+            let api = LiveApi::new(self.clone(), &record.account_id);
+            let id = &record.broadcast_id;
+            let result = if record.state == "live" {
+                match api.transition(id, "complete").await {
+                    Ok(_) => Ok("complete"),
+                    Err(e) if e.is("redundantTransition") || e.is("liveBroadcastNotFound") => {
+                        Ok("complete")
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                let broadcast = match api.delete_broadcast(id).await {
+                    Err(e) if !e.is("liveBroadcastNotFound") => Err(e),
+                    _ => Ok(()),
+                };
+                let stream = match &record.stream_id {
+                    Some(sid) => match api.delete_stream(sid).await {
+                        Err(e) if !e.is("liveStreamNotFound") => Err(e),
+                        _ => Ok(()),
+                    },
+                    None => Ok(()),
+                };
+                broadcast.and(stream).map(|()| "deleted")
+            };
+            match result {
+                Ok(state) => {
+                    self.store.set_broadcast_state(id, state)?;
+                    tracing::info!(broadcast = %id, state, "ended a broadcast interrupted by a restart");
+                    handled.push(id.clone());
+                }
+                Err(e)
+                    if matches!(
+                        e.error.code,
+                        ErrorCode::YoutubeReauthRequired | ErrorCode::YoutubeNotConnected
+                    ) =>
+                {
+                    self.store.set_broadcast_state(id, "abandoned")?;
+                    tracing::warn!(broadcast = %id, "interrupted broadcast left on YouTube: the account must reconnect");
+                }
+                Err(e) => {
+                    tracing::warn!(broadcast = %id, error = %e.error, "interrupted broadcast not ended yet; retrying at the next start");
+                }
+            }
+        }
+        Ok(handled)
+    }
+}
+
 /// Publishes the media to an RTMP(S) URL; the server's output implements it.
 pub trait RtmpPublish: Send {
     /// Starts publishing to `url` (it contains the stream key: never log it). Resolves once
