@@ -825,41 +825,95 @@ async fn broadcast_goes_live_over_real_rtmps_and_completes() {
     .await;
 }
 
+/// Runs `BroadcastDriver::run` in a task; returns its events, the stop switch and the task
+/// (which hands the publisher back with the result).
+#[allow(clippy::type_complexity)]
+fn spawn_run(
+    h: &Harness,
+    publisher: FlvPublisher,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<YoutubeEvent>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<(
+        streamify::error::Result<streamify::youtube::live::LiveSession>,
+        FlvPublisher,
+    )>,
+) {
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let driver = BroadcastDriver::new(h.youtube.clone(), h.account_id()).with_events(tx);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut publisher = publisher;
+        let result = driver.run(&request("run"), &mut publisher, stop_rx).await;
+        (result, publisher)
+    });
+    (events, stop_tx, task)
+}
+
+async fn next_live(events: &mut tokio::sync::mpsc::UnboundedReceiver<YoutubeEvent>) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(YoutubeEvent::Live)) => return,
+            Ok(Some(_)) => {}
+            other => panic!("no live event: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_token_revoked_while_live_over_plain_rtmp() {
+async fn run_over_plain_rtmp_reads_health_and_stops_on_request() {
     within(async {
         let h = Harness::start_with(|c| c.prefer_rtmps = false).await;
         let nginx = start_nginx(&h.fake);
         h.sign_in().await;
-        let driver = BroadcastDriver::new(h.youtube.clone(), h.account_id());
-        let mut publisher = FlvPublisher::new(reference(), None);
-        let live = driver
-            .start(&request("plain"), &mut publisher)
-            .await
-            .expect("goes live over plain RTMP");
+        let (mut events, stop, task) = spawn_run(&h, FlvPublisher::new(reference(), None));
+        next_live(&mut events).await;
+        // One health reading (interval 1 s in these tests), then stop.
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(YoutubeEvent::Health(status))) => assert_eq!(status.health, "good"),
+            other => panic!("expected a health reading: {other:?}"),
+        }
+        stop.send(true).unwrap();
+        let (result, publisher) = task.await.unwrap();
+        let live = result.expect("a clean run");
         assert!(
             publisher.urls[0].starts_with(&format!("rtmp://127.0.0.1:{}/live2/", nginx.rtmp_port))
         );
-        // The health watch reads while live, then the user revokes access at Google.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let watch = {
-            let driver = driver.clone();
-            let live = live.clone();
-            tokio::spawn(async move { driver.watch_health(&live, stop_rx).await })
-        };
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        h.fake.revoke_all();
-        let err = tokio::time::timeout(Duration::from_secs(5), watch)
-            .await
-            .expect("the watch ends")
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(err.code, ErrorCode::YoutubeReauthRequired);
-        drop(stop_tx);
-        // Stopping still closes the RTMP publish cleanly, and reports the same code.
-        let err = driver.stop(&live, &mut publisher).await.unwrap_err();
-        assert_eq!(err.code, ErrorCode::YoutubeReauthRequired);
+        let b = h.fake.broadcast(&live.broadcast_id).unwrap();
+        assert_eq!(b["status"]["lifeCycleStatus"], "complete");
         assert!(publisher.task.is_none(), "publisher stopped");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_token_revoked_while_live_ends_with_reauth_required() {
+    within(async {
+        let h = Harness::start().await;
+        let nginx = start_nginx(&h.fake);
+        h.sign_in().await;
+        let (mut events, _stop, task) =
+            spawn_run(&h, FlvPublisher::new(reference(), nginx.ca_cert.clone()));
+        next_live(&mut events).await;
+        // The user removes Streamify's access at Google while the stream is live.
+        h.fake.revoke_all();
+        let (result, publisher) = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the run ends")
+            .unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(err.code, ErrorCode::YoutubeReauthRequired);
+        assert!(
+            err.message.contains("/auth/google/start"),
+            "{}",
+            err.message
+        );
+        assert!(
+            publisher.task.is_none(),
+            "the RTMP publish was closed cleanly"
+        );
+        let view = h.youtube.account_view(&h.account_id()).unwrap();
+        assert_eq!(view["needs_reconnect"], true);
     })
     .await;
 }

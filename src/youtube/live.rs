@@ -978,6 +978,24 @@ impl BroadcastDriver {
         Ok(status)
     }
 
+    /// The whole life of a YouTube destination in one task: [`start`](Self::start), then
+    /// [`watch_health`](Self::watch_health) until `stop` turns true, then
+    /// [`stop`](Self::stop). A failure while live (for example `youtube_reauth_required`
+    /// after the user revoked access) ends the broadcast and the publish and is returned.
+    /// Progress goes to the events channel ([`YoutubeEvent::BroadcastCreated`] carries the
+    /// watch URL for the stream's API view).
+    pub async fn run<P: RtmpPublish>(
+        &self,
+        req: &BroadcastRequest,
+        publisher: &mut P,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<LiveSession> {
+        let session = self.start(req, publisher).await?;
+        let watched = self.watch_health(&session, stop).await;
+        let stopped = self.stop(&session, publisher).await;
+        watched.and(stopped).map(|()| session)
+    }
+
     /// Reads the health every [`DriverTiming::health_interval`] (each reading is also sent as
     /// a [`YoutubeEvent::Health`]) until `stop` turns true (`Ok`) or a reading fails with an
     /// error that retrying cannot fix (reauth required, quota exceeded, stream gone: `Err`).
