@@ -1065,3 +1065,69 @@ async fn not_configured_answers_a_clear_error() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_transitions_have_their_codes() {
+    within(async {
+        let h = Harness::start().await;
+        h.sign_in().await;
+        let api = LiveApi::new(h.youtube.clone(), h.account_id());
+        let b = api.insert_broadcast(&request("t")).await.unwrap();
+        let id = b["id"].as_str().unwrap();
+        assert_eq!(b["status"]["lifeCycleStatus"], "created");
+        // Unbound and not live: complete is not a valid transition.
+        let err = api.transition(id, "complete").await.unwrap_err();
+        assert_eq!(err.reason.as_deref(), Some("invalidTransition"));
+        assert_eq!(err.error.code, ErrorCode::YoutubeInvalidTransition);
+        let s = api.insert_stream("t").await.unwrap();
+        let bound = api.bind(id, s["id"].as_str().unwrap()).await.unwrap();
+        assert_eq!(bound["status"]["lifeCycleStatus"], "ready");
+        // Nothing is published: going live is refused because the stream is inactive.
+        let err = api.transition(id, "live").await.unwrap_err();
+        assert_eq!(err.reason.as_deref(), Some("errorStreamInactive"));
+        assert_eq!(err.error.code, ErrorCode::YoutubeStreamInactive);
+        // The monitor stream is off, so testing is not allowed.
+        let err = api.transition(id, "testing").await.unwrap_err();
+        assert_eq!(err.error.code, ErrorCode::YoutubeInvalidTransition);
+        // A non-reusable stream cannot be bound to a second broadcast.
+        let other = api.insert_broadcast(&request("t2")).await.unwrap();
+        let err = api
+            .bind(other["id"].as_str().unwrap(), s["id"].as_str().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.reason.as_deref(),
+            Some("liveBroadcastBindingNotAllowed")
+        );
+        assert_eq!(err.error.code, ErrorCode::YoutubeApiError);
+        // An unknown stream id lists as empty.
+        assert!(api.stream("nope").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_unreachable_has_its_code() {
+    within(async {
+        let h = Harness::start().await;
+        h.sign_in().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut config = h.youtube.config().clone();
+        config.api_url = format!("http://{closed}/youtube/v3");
+        let offline = YouTube::new(config, h.youtube.store().clone()).unwrap();
+        let err = LiveApi::new(offline, h.account_id())
+            .stream("x")
+            .await
+            .unwrap_err();
+        assert_eq!(err.error.code, ErrorCode::YoutubeUnreachable);
+        assert!(
+            err.error.message.contains("liveStreams.list"),
+            "{}",
+            err.error.message
+        );
+    })
+    .await;
+}
