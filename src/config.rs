@@ -66,6 +66,19 @@ pub struct ServeArgs {
     /// Public base URL used in `whip_url`/`ws_url` (default `http://<listen>`).
     #[arg(long, env = "STREAMIFY_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Seconds an RTMP destination keeps reconnecting (backoff 0.5 s doubling to 10 s) before
+    /// it fails.
+    #[arg(long, env = "STREAMIFY_RTMP_FAILURE_BUDGET", default_value_t = 60)]
+    pub rtmp_failure_budget_secs: u64,
+
+    /// Ask the publisher for a keyframe when none arrived for this many milliseconds.
+    #[arg(long, env = "STREAMIFY_KEYFRAME_INTERVAL_MS", default_value_t = 2000)]
+    pub keyframe_interval_ms: u64,
+
+    /// AAC-LC bit rate in bit/s (48 kHz stereo).
+    #[arg(long, env = "STREAMIFY_AAC_BITRATE", default_value_t = 128_000)]
+    pub aac_bitrate: u32,
 }
 
 /// The resolved configuration the server runs with.
@@ -89,6 +102,12 @@ pub struct Config {
     pub limits: Limits,
     /// Public base URL for `whip_url`/`ws_url`; `None` means `http://<bound listen address>`.
     pub public_url: Option<String>,
+    /// How long an RTMP destination keeps reconnecting before it fails.
+    pub rtmp_failure_budget: std::time::Duration,
+    /// Keyframe request interval.
+    pub keyframe_interval: std::time::Duration,
+    /// AAC bit rate (bit/s).
+    pub aac_bitrate: u32,
 }
 
 /// Limits on resources and sizes.
@@ -148,6 +167,9 @@ impl Config {
             cors_origins: Vec::new(),
             limits: Limits::default(),
             public_url: None,
+            rtmp_failure_budget: std::time::Duration::from_secs(60),
+            keyframe_interval: std::time::Duration::from_secs(2),
+            aac_bitrate: 128_000,
         }
     }
 
@@ -183,6 +205,9 @@ impl Config {
                 ),
             },
             public_url: args.public_url,
+            rtmp_failure_budget: std::time::Duration::from_secs(args.rtmp_failure_budget_secs),
+            keyframe_interval: std::time::Duration::from_millis(args.keyframe_interval_ms.max(100)),
+            aac_bitrate: args.aac_bitrate,
         };
         Ok((config, source))
     }

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// WHIP offer sent with a content type other than application/sdp (415).
     UnsupportedMediaType,
+    /// The route exists but not with this method (or an unsupported WHIP PATCH) (405).
+    MethodNotAllowed,
     /// Missing or wrong credentials (401).
     Unauthorized,
     /// Too many failed authentication attempts from this client (429).
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooManyAuthFailures => "too_many_auth_failures",
             ErrorCode::NotFound => "not_found",
@@ -134,6 +137,7 @@ impl ErrorCode {
             | ErrorCode::YoutubeQuotaExceeded
             | ErrorCode::YoutubeMissingScope => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict
             | ErrorCode::PublisherExists
             | ErrorCode::YoutubeNotConnected
@@ -197,6 +201,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        let status = axum::http::StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.to_json())).into_response()
+    }
+}
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod media;
 pub mod output;
+pub mod server;
 pub mod store;
 pub mod streams;
 pub mod webrtc;

@@ -1,5 +1,11 @@
-//! Stream management: each stream's lifecycle, its publisher and its destinations.
-//!
-//! Ownership while the first version is built: `lifecycle.rs` (the pure state machine, time
-//! passed in) belongs to the lifecycle engineer; `manager.rs` (owns and wires streams) to the
-//! server engineer. Declare `pub mod lifecycle;` here once it exists.
+//! Stream management: each stream's lifecycle ([`lifecycle`], a pure state machine), its
+//! publisher session and its destinations, wired together by the [`manager`].
+
+pub mod lifecycle;
+pub mod manager;
+
+pub use lifecycle::{Lifecycle, StartMode, StreamState, Transition};
+pub use manager::{
+    CreateStream, DestinationSnapshot, DestinationSpec, ManagerConfig, Stream, StreamEvent,
+    StreamManager, StreamSnapshot,
+};

@@ -1,0 +1,711 @@
+//! Owns the streams and wires each one: its lifecycle, its publisher session (webrtc), its
+//! media fan-out (one `broadcast` of tags, a `Bytes` refcount per destination) and its
+//! destinations (output tasks). Control flows in from the HTTP layer; nothing here knows HTTP.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use flv::TagKind;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::lifecycle::{
+    Effect, Input, Lifecycle, OutputSummary, StartMode, StreamState, Transition,
+};
+use crate::error::{Error, ErrorCode, Result};
+use crate::media::{MediaTag, PipelineStats};
+use crate::output::{
+    self, DestinationState, OutputConfig, OutputContext, OutputStats, OutputStatus,
+};
+use crate::webrtc::{
+    Ingest, PublisherSink, SessionCommand, SessionConfig, SessionHandle, SessionStats,
+};
+
+/// Settings of the manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Streams that may exist at once (not counting ended or failed ones).
+    pub max_streams: usize,
+    /// Destinations per stream.
+    pub max_destinations: usize,
+    /// RTMP outputs.
+    pub output: OutputConfig,
+    /// Publisher sessions.
+    pub session: SessionConfig,
+    /// Time allowed for a stop (destinations finishing, peer connection closing).
+    pub stop_timeout: Duration,
+}
+
+/// A destination to create.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DestinationSpec {
+    /// An RTMP or RTMPS URL with the stream key as its last segment.
+    Rtmp {
+        /// `rtmp[s]://host[:port]/app/key`.
+        url: String,
+    },
+}
+
+/// A stream to create.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    /// A name for people.
+    #[serde(default)]
+    pub title: String,
+    /// Where the stream goes.
+    pub destinations: Vec<DestinationSpec>,
+    /// When it starts sending (default `on_publish`).
+    #[serde(default)]
+    pub start: StartMode,
+}
+
+/// Something a stream's watchers (WebSocket, SSE) want to hear.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// The stream changed state.
+    State(Transition),
+    /// A destination changed state.
+    Destination {
+        /// The destination id.
+        id: String,
+        /// Its new state.
+        state: DestinationState,
+        /// Its last error.
+        error: Option<Error>,
+    },
+}
+
+/// A destination as the API shows it (URL masked).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DestinationSnapshot {
+    /// Id within the stream.
+    pub id: String,
+    /// Always `rtmp` for now.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The URL with the stream key masked.
+    pub url: String,
+    /// State.
+    pub state: DestinationState,
+    /// The last error (kept while reconnecting).
+    pub error: Option<Error>,
+    /// Figures.
+    pub stats: OutputStats,
+}
+
+/// The publisher as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublisherSnapshot {
+    /// The session id (WHIP resource).
+    pub session_id: String,
+    /// Peer connection figures.
+    #[serde(flatten)]
+    pub session: SessionStats,
+}
+
+/// A stream as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamSnapshot {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// State.
+    pub state: StreamState,
+    /// Start mode.
+    pub start: StartMode,
+    /// Why it is in this state (the latest transition's reason).
+    pub reason: Option<String>,
+    /// The error that failed it.
+    pub error: Option<Error>,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    /// The publisher, while one is attached.
+    pub publisher: Option<PublisherSnapshot>,
+    /// Destinations.
+    pub destinations: Vec<DestinationSnapshot>,
+    /// Media figures of the current (or last) publisher.
+    pub media: PipelineStats,
+}
+
+struct Destination {
+    id: String,
+    url: String,
+    masked: String,
+    status: Arc<OutputStatus>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Core {
+    lifecycle: Lifecycle,
+    destinations: Vec<Destination>,
+    publisher: Option<SessionHandle>,
+    session_stats: SessionStats,
+    media: PipelineStats,
+    headers: [Option<MediaTag>; 3],
+    teardown: bool,
+}
+
+/// One stream.
+pub struct Stream {
+    id: String,
+    title: String,
+    created_at_ms: u64,
+    me: Weak<Stream>,
+    manager: Weak<Inner>,
+    core: Mutex<Core>,
+    media: broadcast::Sender<MediaTag>,
+    events: broadcast::Sender<StreamEvent>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tags buffered per destination before a slow one lags (and resyncs at a keyframe).
+const MEDIA_QUEUE: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Stream {
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> StreamState {
+        lock(&self.core).lifecycle.state()
+    }
+
+    /// Watch state and destination changes.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<StreamEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every transition so far.
+    pub fn history(&self) -> Vec<Transition> {
+        lock(&self.core).lifecycle.history().to_vec()
+    }
+
+    /// The id of the attached publisher session, if one is running.
+    pub fn publisher_session(&self) -> Option<String> {
+        lock(&self.core)
+            .publisher
+            .as_ref()
+            .filter(|p| p.is_running())
+            .map(|p| p.id.clone())
+    }
+
+    /// What the API shows.
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let core = lock(&self.core);
+        StreamSnapshot {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            state: core.lifecycle.state(),
+            start: core.lifecycle.mode(),
+            reason: core.lifecycle.last().map(|t| t.reason.clone()),
+            error: core.lifecycle.error().cloned(),
+            created_at_ms: self.created_at_ms,
+            publisher: core.publisher.as_ref().filter(|p| p.is_running()).map(|p| {
+                PublisherSnapshot {
+                    session_id: p.id.clone(),
+                    session: core.session_stats.clone(),
+                }
+            }),
+            destinations: core
+                .destinations
+                .iter()
+                .map(|d| DestinationSnapshot {
+                    id: d.id.clone(),
+                    kind: "rtmp",
+                    url: d.masked.clone(),
+                    state: d.status.state(),
+                    error: d.status.error(),
+                    stats: d.status.stats(),
+                })
+                .collect(),
+            media: core.media.clone(),
+        }
+    }
+
+    fn emit(&self, event: StreamEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Applies a lifecycle input with the core locked; runs the effect.
+    fn apply(&self, core: &mut Core, input: Input) -> Result<Option<Transition>> {
+        let result = core.lifecycle.handle(input, output::unix_ms())?;
+        let Some((transition, effect)) = result else {
+            return Ok(None);
+        };
+        tracing::info!(
+            stream = %self.id,
+            "stream {} -> {} ({})",
+            transition.from,
+            transition.to,
+            transition.reason
+        );
+        self.emit(StreamEvent::State(transition.clone()));
+        match effect {
+            Effect::None => {}
+            Effect::StartOutputs => self.start_outputs(core),
+            Effect::TearDown => self.begin_teardown(core),
+        }
+        Ok(Some(transition))
+    }
+
+    fn start_outputs(&self, core: &mut Core) {
+        let (Some(me), Some(manager)) = (self.me.upgrade(), self.manager.upgrade()) else {
+            return;
+        };
+        for d in core.destinations.iter_mut().filter(|d| d.task.is_none()) {
+            let context: Arc<dyn OutputContext> = me.clone();
+            d.task = Some(output::rtmp::spawn(
+                d.url.clone(),
+                d.masked.clone(),
+                manager.config.output.clone(),
+                d.status.clone(),
+                context,
+                d.stop.subscribe(),
+            ));
+        }
+    }
+
+    fn begin_teardown(&self, core: &mut Core) {
+        if core.teardown {
+            return;
+        }
+        core.teardown = true;
+        for d in &core.destinations {
+            let _ = d.stop.send(true);
+        }
+        let tasks: Vec<JoinHandle<()>> = core
+            .destinations
+            .iter_mut()
+            .filter_map(|d| d.task.take())
+            .collect();
+        let publisher = core.publisher.clone();
+        let timeout = self
+            .manager
+            .upgrade()
+            .map(|m| m.config.stop_timeout)
+            .unwrap_or(Duration::from_secs(5));
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            if let Some(p) = publisher {
+                p.send(SessionCommand::Stop);
+                let _ = tokio::time::timeout_at(deadline, p.closed()).await;
+            }
+            for task in tasks {
+                let abort = task.abort_handle();
+                if tokio::time::timeout_at(deadline, task).await.is_err() {
+                    abort.abort();
+                }
+            }
+            let mut core = lock(&me.core);
+            for d in &core.destinations {
+                if !d.status.state().is_terminal() {
+                    d.status.set(DestinationState::Stopped, None);
+                }
+            }
+            let _ = me.apply(&mut core, Input::Finished);
+        });
+    }
+
+    fn summary(core: &Core) -> OutputSummary {
+        let mut s = OutputSummary {
+            total: core.destinations.len(),
+            ..OutputSummary::default()
+        };
+        for d in &core.destinations {
+            match d.status.state() {
+                DestinationState::Connecting | DestinationState::Idle => s.connecting += 1,
+                DestinationState::Live => s.live += 1,
+                DestinationState::Reconnecting => s.reconnecting += 1,
+                DestinationState::Failed => s.failed += 1,
+                DestinationState::Stopping | DestinationState::Stopped => {}
+            }
+        }
+        s
+    }
+
+    /// `stop`: tear down (409 `conflict` if already over).
+    pub fn stop(&self) -> Result<StreamState> {
+        let mut core = lock(&self.core);
+        self.apply(&mut core, Input::Stop)?;
+        Ok(core.lifecycle.state())
+    }
+
+    /// `start` of a manual stream (409 `conflict` when it does not fit).
+    pub fn start(&self) -> Result<StreamState> {
+        let mut core = lock(&self.core);
+        self.apply(&mut core, Input::Start)?;
+        Ok(core.lifecycle.state())
+    }
+
+    /// Ends the publisher session `session_id` (WHIP DELETE, WebSocket bye).
+    pub fn end_session(&self, session_id: &str) -> Result<()> {
+        let core = lock(&self.core);
+        match core.publisher.as_ref() {
+            Some(p) if p.id == session_id && p.is_running() => {
+                p.send(SessionCommand::Stop);
+                Ok(())
+            }
+            _ => Err(Error::new(
+                ErrorCode::NotFound,
+                "no such publisher session on this stream",
+            )),
+        }
+    }
+
+    /// Passes a trickled ICE candidate to the session `session_id`.
+    pub fn add_candidate(&self, session_id: &str, candidate: &str) -> Result<()> {
+        let core = lock(&self.core);
+        match core.publisher.as_ref() {
+            Some(p) if p.id == session_id && p.is_running() => {
+                p.send(SessionCommand::RemoteCandidate(candidate.to_string()));
+                Ok(())
+            }
+            _ => Err(Error::new(
+                ErrorCode::NotFound,
+                "no such publisher session on this stream",
+            )),
+        }
+    }
+
+    fn publish(&self, manager: &Inner, offer: &str) -> Result<(String, String)> {
+        let mut core = lock(&self.core);
+        if core
+            .publisher
+            .as_ref()
+            .is_some_and(SessionHandle::is_running)
+        {
+            return Err(Error::new(
+                ErrorCode::PublisherExists,
+                "another publisher is already sending to this stream; end that session first \
+                 (DELETE its WHIP resource)",
+            ));
+        }
+        if !core.lifecycle.accepts_publisher() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the stream is {}; a publisher can attach only while it is created",
+                    core.lifecycle.state()
+                ),
+            ));
+        }
+        let accepted = manager.ingest.accept(offer)?;
+        let answer = accepted.answer.clone();
+        let session_id = new_id();
+        let Some(me) = self.me.upgrade() else {
+            return Err(Error::new(ErrorCode::NotFound, "the stream is gone"));
+        };
+        let sink: Arc<dyn PublisherSink> = me;
+        let handle = manager.ingest.spawn(
+            accepted,
+            session_id.clone(),
+            manager.config.session.clone(),
+            sink,
+        );
+        core.publisher = Some(handle);
+        core.session_stats = SessionStats::default();
+        tracing::info!(stream = %self.id, session = %session_id, "publisher attached");
+        Ok((session_id, answer))
+    }
+}
+
+impl PublisherSink for Stream {
+    fn media_started(&self, session_id: &str) {
+        let mut core = lock(&self.core);
+        if core.publisher.as_ref().is_some_and(|p| p.id == session_id) {
+            let _ = self.apply(&mut core, Input::PublisherMedia);
+        }
+    }
+
+    fn tag(&self, tag: MediaTag) {
+        if tag.sequence_header {
+            let slot = match tag.kind {
+                TagKind::Script => 0,
+                TagKind::Video => 1,
+                TagKind::Audio => 2,
+            };
+            lock(&self.core).headers[slot] = Some(tag.clone());
+        }
+        // No receiver (nothing started yet) is fine: the headers are kept above.
+        let _ = self.media.send(tag);
+    }
+
+    fn stats(&self, stats: PipelineStats, session: SessionStats) {
+        let mut core = lock(&self.core);
+        core.media = stats;
+        core.session_stats = session;
+    }
+
+    fn ended(&self, session_id: &str, error: Option<Error>) {
+        let mut core = lock(&self.core);
+        if core.publisher.as_ref().is_none_or(|p| p.id != session_id) {
+            return;
+        }
+        let _ = self.apply(&mut core, Input::PublisherGone(error));
+    }
+}
+
+impl OutputContext for Stream {
+    fn subscribe(&self) -> (broadcast::Receiver<MediaTag>, Vec<MediaTag>) {
+        let rx = self.media.subscribe();
+        let headers = lock(&self.core).headers.iter().flatten().cloned().collect();
+        (rx, headers)
+    }
+
+    fn request_keyframe(&self) {
+        if let Some(p) = lock(&self.core).publisher.as_ref() {
+            p.send(SessionCommand::RequestKeyframe);
+        }
+    }
+
+    fn output_changed(&self) {
+        let mut core = lock(&self.core);
+        for d in &core.destinations {
+            // Cheap: a handful of destinations; watchers get each one's latest state.
+            let state = d.status.state();
+            self.emit(StreamEvent::Destination {
+                id: d.id.clone(),
+                state,
+                error: d.status.error(),
+            });
+        }
+        let summary = Stream::summary(&core);
+        let _ = self.apply(&mut core, Input::Outputs(summary));
+    }
+}
+
+struct Inner {
+    config: ManagerConfig,
+    ingest: Ingest,
+    streams: Mutex<Vec<Arc<Stream>>>,
+    shutting_down: AtomicBool,
+}
+
+/// The streams of this server.
+#[derive(Clone)]
+pub struct StreamManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StreamManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamManager").finish_non_exhaustive()
+    }
+}
+
+/// Longest title.
+pub const MAX_TITLE: usize = 200;
+
+impl StreamManager {
+    /// A manager publishing through `ingest`.
+    pub fn new(config: ManagerConfig, ingest: Ingest) -> StreamManager {
+        StreamManager {
+            inner: Arc::new(Inner {
+                config,
+                ingest,
+                streams: Mutex::new(Vec::new()),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The WebRTC ingest.
+    pub fn ingest(&self) -> &Ingest {
+        &self.inner.ingest
+    }
+
+    /// Creates a stream (validated: title, 1..=max destinations, URLs, stream limit).
+    pub fn create(&self, req: CreateStream) -> Result<Arc<Stream>> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "the server is shutting down",
+            ));
+        }
+        let title = req.title.trim().to_string();
+        if title.chars().count() > MAX_TITLE {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!("title is longer than {MAX_TITLE} characters"),
+            ));
+        }
+        if req.destinations.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                "destinations: give at least one {\"type\":\"rtmp\",\"url\":\"rtmp://...\"}",
+            ));
+        }
+        if req.destinations.len() > self.inner.config.max_destinations {
+            return Err(Error::new(
+                ErrorCode::TooManyDestinations,
+                format!(
+                    "a stream has at most {} destinations",
+                    self.inner.config.max_destinations
+                ),
+            ));
+        }
+        for d in &req.destinations {
+            let DestinationSpec::Rtmp { url } = d;
+            output::validate_url(url)?;
+        }
+        let mut streams = lock(&self.inner.streams);
+        let active = streams.iter().filter(|s| !s.state().is_terminal()).count();
+        if active >= self.inner.config.max_streams {
+            return Err(Error::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "this server runs at most {} streams at once; stop or delete one first",
+                    self.inner.config.max_streams
+                ),
+            ));
+        }
+        let destinations = req
+            .destinations
+            .into_iter()
+            .enumerate()
+            .map(|(i, DestinationSpec::Rtmp { url })| Destination {
+                id: format!("d{}", i + 1),
+                masked: output::mask_url(&url),
+                url,
+                status: Arc::new(OutputStatus::default()),
+                stop: watch::channel(false).0,
+                task: None,
+            })
+            .collect();
+        let (media, _) = broadcast::channel(MEDIA_QUEUE);
+        let (events, _) = broadcast::channel(64);
+        let manager = Arc::downgrade(&self.inner);
+        let stream = Arc::new_cyclic(|me| Stream {
+            id: new_id(),
+            title,
+            created_at_ms: output::unix_ms(),
+            me: me.clone(),
+            manager,
+            core: Mutex::new(Core {
+                lifecycle: Lifecycle::new(req.start),
+                destinations,
+                publisher: None,
+                session_stats: SessionStats::default(),
+                media: PipelineStats::default(),
+                headers: [None, None, None],
+                teardown: false,
+            }),
+            media,
+            events,
+        });
+        streams.push(stream.clone());
+        tracing::info!(stream = %stream.id, "stream created");
+        Ok(stream)
+    }
+
+    /// The stream `id` (404 `not_found`).
+    pub fn get(&self, id: &str) -> Result<Arc<Stream>> {
+        lock(&self.inner.streams)
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "no such stream"))
+    }
+
+    /// Streams in creation order, optionally only those in `state`; `(page, total matching)`.
+    pub fn list(
+        &self,
+        state: Option<StreamState>,
+        offset: usize,
+        limit: usize,
+    ) -> (Vec<StreamSnapshot>, usize) {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).clone();
+        let matching: Vec<Arc<Stream>> = streams
+            .into_iter()
+            .filter(|s| state.is_none_or(|want| s.state() == want))
+            .collect();
+        let total = matching.len();
+        let page = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|s| s.snapshot())
+            .collect();
+        (page, total)
+    }
+
+    /// Removes a stream that is not sending (409 `conflict` otherwise).
+    pub fn delete(&self, id: &str) -> Result<()> {
+        let stream = self.get(id)?;
+        {
+            let core = lock(&stream.core);
+            if !core.lifecycle.deletable()
+                || core
+                    .publisher
+                    .as_ref()
+                    .is_some_and(SessionHandle::is_running)
+            {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the stream is {} with a publisher or destinations active; stop it first",
+                        core.lifecycle.state()
+                    ),
+                ));
+            }
+        }
+        lock(&self.inner.streams).retain(|s| s.id != id);
+        Ok(())
+    }
+
+    /// Attaches a publisher: answers `offer` and starts its session. Returns
+    /// `(session id, SDP answer)`.
+    pub fn publish(&self, id: &str, offer: &str) -> Result<(String, String)> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "the server is shutting down",
+            ));
+        }
+        let stream = self.get(id)?;
+        stream.publish(&self.inner, offer)
+    }
+
+    /// Stops every stream and waits (up to the stop timeout plus a margin) for them to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).clone();
+        for s in &streams {
+            let _ = s.stop();
+        }
+        let deadline = tokio::time::Instant::now()
+            + self.inner.config.stop_timeout
+            + Duration::from_millis(500);
+        while tokio::time::Instant::now() < deadline
+            && streams.iter().any(|s| !s.state().is_terminal())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

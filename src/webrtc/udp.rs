@@ -1,0 +1,149 @@
+//! The one UDP socket every WebRTC peer uses, demultiplexed across sessions with
+//! `Rtc::accepts` (and a source-address cache for the packets that follow).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use str0m::net::{Protocol, Receive};
+use str0m::{Input, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// One received datagram, handed to its session.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    pub source: SocketAddr,
+    pub data: Bytes,
+    pub at: Instant,
+}
+
+struct Entry {
+    key: u64,
+    rtc: Arc<Mutex<Rtc>>,
+    tx: mpsc::Sender<Datagram>,
+}
+
+/// The shared socket and the sessions registered on it.
+pub(crate) struct UdpMux {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    sessions: Mutex<Vec<Entry>>,
+    by_source: Mutex<HashMap<SocketAddr, u64>>,
+    next_key: AtomicU64,
+}
+
+impl std::fmt::Debug for UdpMux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpMux")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Datagrams queued per session before new ones are dropped (the peer retransmits).
+const SESSION_QUEUE: usize = 1024;
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 2048;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl UdpMux {
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<UdpMux>> {
+        let socket = UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        Ok(Arc::new(UdpMux {
+            socket: Arc::new(socket),
+            local,
+            sessions: Mutex::new(Vec::new()),
+            by_source: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+        }))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    /// Registers a session; returns its key and the queue its datagrams arrive on.
+    pub fn register(&self, rtc: Arc<Mutex<Rtc>>) -> (u64, mpsc::Receiver<Datagram>) {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        lock(&self.sessions).push(Entry { key, rtc, tx });
+        (key, rx)
+    }
+
+    pub fn unregister(&self, key: u64) {
+        lock(&self.sessions).retain(|e| e.key != key);
+        lock(&self.by_source).retain(|_, k| *k != key);
+    }
+
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Reads datagrams forever and hands each to the session that accepts it.
+    pub async fn run(self: Arc<Self>) {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            // Amortized: reuses the space of datagrams already dropped by their sessions.
+            buf.reserve(MAX_DATAGRAM);
+            let source = match self.socket.recv_buf_from(&mut buf).await {
+                Ok((_, source)) => source,
+                Err(e) => {
+                    // ICMP port unreachable and the like surface here; keep serving.
+                    tracing::debug!("webrtc udp receive: {e}");
+                    buf.clear();
+                    continue;
+                }
+            };
+            let data = buf.split().freeze();
+            self.route(Datagram {
+                source,
+                data,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    fn route(&self, datagram: Datagram) {
+        let known = lock(&self.by_source).get(&datagram.source).copied();
+        let sessions = lock(&self.sessions);
+        if let Some(key) = known {
+            if let Some(entry) = sessions.iter().find(|e| e.key == key) {
+                let _ = entry.tx.try_send(datagram);
+                return;
+            }
+        }
+        let Ok(contents) = datagram.data.as_ref().try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            datagram.at,
+            Receive {
+                proto: Protocol::Udp,
+                source: datagram.source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let found = sessions
+            .iter()
+            .find(|e| lock(&e.rtc).accepts(&input))
+            .map(|e| (e.key, e.tx.clone()));
+        drop(sessions);
+        if let Some((key, tx)) = found {
+            lock(&self.by_source).insert(datagram.source, key);
+            let _ = tx.try_send(datagram);
+        }
+    }
+}
