@@ -173,6 +173,19 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
         limits: config.limits.clone(),
         shutdown: shutdown_rx.clone(),
     };
+    let store = Arc::new(crate::store::Store::open_from_env(&config.data_dir)?);
+    let youtube = crate::youtube::YouTube::new(
+        crate::youtube::YouTubeConfig::from_env(&base_url),
+        store.clone(),
+    )?;
+    let youtube_routes = crate::youtube::routes::router(crate::youtube::routes::YouTubeRoutes {
+        youtube,
+        api_token: Some(config.api_token.clone()),
+    });
+    let extra = Some(match extra {
+        Some(e) => youtube_routes.merge(e),
+        None => youtube_routes,
+    });
     let app = http::router(state, &config.cors_origins, extra);
     let mut stop = shutdown_rx;
     let http = tokio::spawn(async move {

@@ -121,6 +121,8 @@ async fn every_route_needs_the_token() {
         ("PATCH", format!("/whip/{id}/sessions/x")),
         ("GET", "/api/streams/nope".into()),
         ("POST", "/whip/nope".into()),
+        ("GET", "/api/youtube/account".into()),
+        ("DELETE", "/api/youtube/account".into()),
     ];
     for (method, path) in &routes {
         for token in [None, Some("wrong"), Some("")] {
@@ -146,6 +148,21 @@ async fn every_route_needs_the_token() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_serving(&s).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn web_page_and_health_are_open() {
+    let s = server().await;
+    let r = client().get(url(&s, "/")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("<html"));
+    let r = client().get(url(&s, "/healthz")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
     s.shutdown().await;
 }
 

@@ -1,6 +1,8 @@
 //! Bearer-token authentication (constant-time comparison) with a per-client limit on
 //! repeated failures. Open without a token: `GET /healthz`, `GET /` (the web page), CORS
-//! preflights and WHIP `OPTIONS`, and the WebSocket route (it checks its own ticket).
+//! preflights and WHIP `OPTIONS`, the WebSocket route (it checks its own ticket), and the
+//! YouTube routes (`/auth/google/*` is the browser's sign-in; `/api/youtube/*` checks the
+//! session cookie or this same token itself).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,6 +96,9 @@ fn is_open(req: &Request) -> bool {
         (req.method(), path),
         (&Method::GET, "/healthz") | (&Method::GET, "/") | (&Method::GET, "/index.html")
     ) || (req.method() == Method::GET && path.starts_with("/api/streams/") && path.ends_with("/ws"))
+        // The YouTube routes authenticate themselves (session cookie or this same token).
+        || path.starts_with("/auth/google/")
+        || path.starts_with("/api/youtube/")
 }
 
 /// The 401 every protected route answers without the right token.

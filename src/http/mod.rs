@@ -68,6 +68,8 @@ impl AppState {
 /// behind the same authentication, CORS and limits.
 pub fn router(state: AppState, cors_origins: &[String], extra: Option<Router>) -> Router {
     let mut app = Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
         .route("/healthz", get(healthz))
         .route("/api/streams", post(api::create).get(api::list))
         .route("/api/streams/{id}", get(api::get).delete(api::delete))
@@ -125,6 +127,14 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([header::LOCATION, header::ETAG, header::LINK])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// The browser page (same origin as the API).
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        axum::response::Html(include_str!("../../web/index.html")),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {
