@@ -143,6 +143,10 @@ impl Session {
             }
         }
         self.mux.unregister(self.key);
+        if let Some(p) = self.pipeline.as_mut() {
+            p.flush(Instant::now());
+        }
+        self.drain_pipeline_tags();
         {
             let mut rtc = lock(&self.rtc);
             rtc.disconnect();
@@ -361,6 +365,17 @@ impl Session {
         }
         if want_keyframe {
             self.request_keyframe(now);
+        }
+    }
+
+    /// At the end: hand over what the pipeline still holds (no keyframe requests any more).
+    fn drain_pipeline_tags(&mut self) {
+        if let Some(p) = self.pipeline.as_mut() {
+            while let Some(out) = p.poll_output() {
+                if let PipelineOutput::Tag(tag) = out {
+                    self.sink.tag(tag);
+                }
+            }
         }
     }
 
