@@ -365,12 +365,20 @@ impl Lifecycle {
             Input::Finished => match state {
                 S::Stopping => match self.error.clone() {
                     Some(e) => self.go(S::Failed, e.code.as_str(), e.message, at_ms),
-                    None => self.go(
-                        S::Ended,
-                        "stopped",
-                        "every destination closed cleanly".into(),
-                        at_ms,
-                    ),
+                    None => {
+                        let reason = self
+                            .history
+                            .last()
+                            .filter(|t| t.to == S::Stopping)
+                            .map(|t| t.reason.clone())
+                            .unwrap_or_else(|| "stopped".to_string());
+                        self.go(
+                            S::Ended,
+                            &reason,
+                            "stopped; every destination closed cleanly".into(),
+                            at_ms,
+                        )
+                    }
                 }
                 .map(|t| (t, Effect::None)),
                 _ => None,
@@ -516,6 +524,7 @@ mod tests {
         l.handle(Input::PublisherGone(None), 2).unwrap();
         l.handle(Input::Finished, 3).unwrap();
         assert_eq!(l.state(), S::Ended);
+        assert_eq!(l.last().unwrap().reason, "publisher_left");
         assert!(l.deletable());
     }
 
