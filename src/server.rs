@@ -139,6 +139,18 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
             format!("http://{host}")
         }
     };
+    let store = Arc::new(crate::store::Store::open_from_env(&config.data_dir)?);
+    match store.mark_interrupted("server_restart") {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(
+                "{} stream(s) were active when the server stopped: marked ended (server_restart)",
+                ids.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot mark interrupted streams: {e}"),
+    }
+    let persist = Arc::new(crate::streams::persist::Persister::new(store.clone()));
     let manager = StreamManager::new(
         ManagerConfig {
             max_streams: config.limits.max_streams,
@@ -160,6 +172,7 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
             stop_timeout: Duration::from_millis(4500),
         },
         ingest.clone(),
+        Some(persist),
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
@@ -173,7 +186,6 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
         limits: config.limits.clone(),
         shutdown: shutdown_rx.clone(),
     };
-    let store = Arc::new(crate::store::Store::open_from_env(&config.data_dir)?);
     let youtube = crate::youtube::YouTube::new(
         crate::youtube::YouTubeConfig::from_env(&base_url),
         store.clone(),

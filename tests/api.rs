@@ -30,6 +30,7 @@ async fn server_with(edit: impl FnOnce(&mut Config)) -> RunningServer {
 }
 
 fn client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -745,4 +746,152 @@ async fn publisher_that_never_connects_times_out_and_frees_the_stream() {
     }
     assert_serving(&s).await;
     s.shutdown().await;
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn spawn_binary(dir: &std::path::Path, port: u16) -> Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_streamify"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--api-token", TOKEN, "--webrtc-udp", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the streamify binary starts");
+    let child = Child(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = client()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return child;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stream_state(port: u16, id: &str) -> (String, String) {
+    let v: Value = client()
+        .get(format!("http://127.0.0.1:{port}/api/streams/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["state"].as_str().unwrap_or_default().to_string(),
+        v["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+async fn create_on(port: u16) -> String {
+    let v: Value = client()
+        .post(format!("http://127.0.0.1:{port}/api/streams"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "persisted", "destinations": [{"type": "rtmp", "url": "rtmp://127.0.0.1:1/live/persisted-secret-key"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn crash_marks_streams_interrupted_and_sigterm_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!(
+        "streamify-restart-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    // A crash (SIGKILL) while a stream exists: the next start marks it ended, server_restart.
+    let mut server = spawn_binary(&dir, port).await;
+    let crashed = create_on(port).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the writer thread commits
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let server = spawn_binary(&dir, port).await;
+    assert_eq!(
+        stream_state(port, &crashed).await,
+        ("ended".to_string(), "server_restart".to_string())
+    );
+    let list: Value = client()
+        .get(format!("http://127.0.0.1:{port}/api/streams"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["streams"][0]["id"], crashed.as_str());
+    assert_eq!(
+        list["streams"][0]["destinations"][0]["url"],
+        "rtmp://127.0.0.1:1/live/***-key"
+    );
+    assert!(!list.to_string().contains("persisted-secret-key"));
+
+    // SIGTERM: every stream stopped cleanly, the process exits 0 within 5 s.
+    let stopped = create_on(port).await;
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut server = server;
+    let exit = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "SIGTERM took more than 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let _server = spawn_binary(&dir, port).await;
+    assert_eq!(
+        stream_state(port, &stopped).await,
+        ("ended".to_string(), "stop_requested".to_string())
+    );
+    // A stored stream can be deleted.
+    let r = client()
+        .delete(format!("http://127.0.0.1:{port}/api/streams/{crashed}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client()
+        .get(format!("http://127.0.0.1:{port}/api/streams/{crashed}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
 }

@@ -103,8 +103,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>> {
-    let stream = state.manager.get(&id)?;
-    Ok(Json(view(&state, stream.snapshot())))
+    Ok(Json(view(&state, state.manager.snapshot(&id)?)))
 }
 
 /// `POST /api/streams/{id}/stop`.

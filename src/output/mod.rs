@@ -82,7 +82,8 @@ pub trait OutputContext: Send + Sync + 'static {
 }
 
 /// Figures of one destination.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OutputStats {
     /// Video tags sent (sequence headers included).
     pub video_frames_sent: u64,

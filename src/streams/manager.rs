@@ -13,11 +13,13 @@ use tokio::task::JoinHandle;
 use super::lifecycle::{
     Effect, Input, Lifecycle, OutputSummary, StartMode, StreamState, Transition,
 };
+use super::persist::{self, Persister, Write};
 use crate::error::{Error, ErrorCode, Result};
 use crate::media::{MediaTag, PipelineStats};
 use crate::output::{
     self, DestinationState, OutputConfig, OutputContext, OutputStats, OutputStatus,
 };
+use crate::store::{DestinationRecord, StreamRecord};
 use crate::webrtc::{
     Ingest, PublisherSink, SessionCommand, SessionConfig, SessionHandle, SessionStats,
 };
@@ -130,6 +132,9 @@ pub struct StreamSnapshot {
     pub destinations: Vec<DestinationSnapshot>,
     /// Media figures of the current (or last) publisher.
     pub media: PipelineStats,
+    /// For a stream from before a restart: the figures saved when it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_figures: Option<serde_json::Value>,
 }
 
 struct Destination {
@@ -139,6 +144,7 @@ struct Destination {
     status: Arc<OutputStatus>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    persisted: DestinationState,
 }
 
 struct Core {
@@ -242,6 +248,7 @@ impl Stream {
                 })
                 .collect(),
             media: core.media.clone(),
+            final_figures: None,
         }
     }
 
@@ -263,12 +270,69 @@ impl Stream {
             transition.reason
         );
         self.emit(StreamEvent::State(transition.clone()));
+        self.persist(Write::State {
+            stream: self.id.clone(),
+            state: transition.to.as_str().to_string(),
+            reason: transition.reason.clone(),
+            detail: serde_json::json!({"message": transition.message}).to_string(),
+        });
+        if transition.to.is_terminal() {
+            self.persist_figures(core);
+        }
         match effect {
             Effect::None => {}
             Effect::StartOutputs => self.start_outputs(core),
             Effect::TearDown => self.begin_teardown(core),
         }
         Ok(Some(transition))
+    }
+
+    fn persist(&self, write: Write) {
+        if let Some(p) = self.manager.upgrade().and_then(|m| m.persist.clone()) {
+            p.send(write);
+        }
+    }
+
+    fn persist_figures(&self, core: &Core) {
+        let destinations: Vec<serde_json::Value> = core
+            .destinations
+            .iter()
+            .map(|d| serde_json::json!({"id": d.id, "stats": d.status.stats()}))
+            .collect();
+        let json = serde_json::json!({
+            "media": core.media,
+            "publisher": core.session_stats,
+            "destinations": destinations,
+        });
+        self.persist(Write::Figures {
+            stream: self.id.clone(),
+            json: json.to_string(),
+        });
+    }
+
+    fn persist_destinations(&self, core: &mut Core) {
+        let mut writes = Vec::new();
+        for d in core.destinations.iter_mut() {
+            let state = d.status.state();
+            if state != d.persisted {
+                d.persisted = state;
+                writes.push(Write::DestinationState {
+                    id: persist::destination_key(&self.id, &d.id),
+                    state: serde_json::to_value(state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    error: d
+                        .status
+                        .error()
+                        .and_then(|e| serde_json::to_string(&e).ok()),
+                    figures: serde_json::to_string(&d.status.stats()).ok(),
+                });
+            }
+        }
+        for w in writes {
+            self.persist(w);
+        }
     }
 
     fn start_outputs(&self, core: &mut Core) {
@@ -328,6 +392,7 @@ impl Stream {
                     d.status.set(DestinationState::Stopped, None);
                 }
             }
+            me.persist_destinations(&mut core);
             let _ = me.apply(&mut core, Input::Finished);
         });
     }
@@ -495,6 +560,7 @@ impl OutputContext for Stream {
                 error: d.status.error(),
             });
         }
+        self.persist_destinations(&mut core);
         let summary = Stream::summary(&core);
         let _ = self.apply(&mut core, Input::Outputs(summary));
     }
@@ -503,6 +569,7 @@ impl OutputContext for Stream {
 struct Inner {
     config: ManagerConfig,
     ingest: Ingest,
+    persist: Option<Arc<Persister>>,
     streams: Mutex<Vec<Arc<Stream>>>,
     shutting_down: AtomicBool,
 }
@@ -523,12 +590,17 @@ impl std::fmt::Debug for StreamManager {
 pub const MAX_TITLE: usize = 200;
 
 impl StreamManager {
-    /// A manager publishing through `ingest`.
-    pub fn new(config: ManagerConfig, ingest: Ingest) -> StreamManager {
+    /// A manager publishing through `ingest`, recording streams in `persist` (if any).
+    pub fn new(
+        config: ManagerConfig,
+        ingest: Ingest,
+        persist: Option<Arc<Persister>>,
+    ) -> StreamManager {
         StreamManager {
             inner: Arc::new(Inner {
                 config,
                 ingest,
+                persist,
                 streams: Mutex::new(Vec::new()),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -596,6 +668,7 @@ impl StreamManager {
                 status: Arc::new(OutputStatus::default()),
                 stop: watch::channel(false).0,
                 task: None,
+                persisted: DestinationState::Idle,
             })
             .collect();
         let (media, _) = broadcast::channel(MEDIA_QUEUE);
@@ -619,9 +692,56 @@ impl StreamManager {
             media,
             events,
         });
+        if let Some(p) = &self.inner.persist {
+            let now = output::unix_ms() as i64;
+            let spec = persist::Spec {
+                title: stream.title.clone(),
+                start: req.start,
+            };
+            p.send(Write::Stream(StreamRecord {
+                id: stream.id.clone(),
+                owner: None,
+                state: StreamState::Created.as_str().to_string(),
+                reason: Some("created".into()),
+                spec: serde_json::to_string(&spec).unwrap_or_default(),
+                figures: None,
+                created_at_ms: stream.created_at_ms as i64,
+                updated_at_ms: now,
+                ended_at_ms: None,
+            }));
+            let core = lock(&stream.core);
+            for (i, d) in core.destinations.iter().enumerate() {
+                p.send(Write::Destination(DestinationRecord {
+                    id: persist::destination_key(&stream.id, &d.id),
+                    stream_id: stream.id.clone(),
+                    position: i as i64,
+                    kind: "rtmp".into(),
+                    public: serde_json::json!({"id": d.id, "url": d.masked}).to_string(),
+                    secret: Some(d.url.clone()),
+                    state: "idle".into(),
+                    error: None,
+                    figures: None,
+                }));
+            }
+        }
         streams.push(stream.clone());
         tracing::info!(stream = %stream.id, "stream created");
         Ok(stream)
+    }
+
+    /// What the API shows of stream `id`: the live stream, or the stored record of one from
+    /// before a restart (404 `not_found` when neither exists).
+    pub fn snapshot(&self, id: &str) -> Result<StreamSnapshot> {
+        if let Ok(s) = self.get(id) {
+            return Ok(s.snapshot());
+        }
+        let Some(p) = &self.inner.persist else {
+            return Err(Error::new(ErrorCode::NotFound, "no such stream"));
+        };
+        match p.store().stream(id)? {
+            Some(record) => Ok(persist::snapshot_from_store(p.store(), &record)),
+            None => Err(Error::new(ErrorCode::NotFound, "no such stream")),
+        }
     }
 
     /// The stream `id` (404 `not_found`).
@@ -641,23 +761,47 @@ impl StreamManager {
         limit: usize,
     ) -> (Vec<StreamSnapshot>, usize) {
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).clone();
-        let matching: Vec<Arc<Stream>> = streams
-            .into_iter()
-            .filter(|s| state.is_none_or(|want| s.state() == want))
-            .collect();
-        let total = matching.len();
-        let page = matching
+        let mut matching: Vec<StreamSnapshot> = streams
             .iter()
-            .skip(offset)
-            .take(limit)
+            .filter(|s| state.is_none_or(|want| s.state() == want))
             .map(|s| s.snapshot())
             .collect();
+        if let Some(p) = &self.inner.persist {
+            // Streams from before a restart (the store keeps them until deleted).
+            let stored = p
+                .store()
+                .streams(state.map(StreamState::as_str), 10_000, 0)
+                .unwrap_or_default();
+            for record in stored {
+                if !streams.iter().any(|s| s.id == record.id) {
+                    matching.push(persist::snapshot_from_store(p.store(), &record));
+                }
+            }
+        }
+        matching.sort_by(|a, b| {
+            a.created_at_ms
+                .cmp(&b.created_at_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let total = matching.len();
+        let page = matching.into_iter().skip(offset).take(limit).collect();
         (page, total)
     }
 
     /// Removes a stream that is not sending (409 `conflict` otherwise).
     pub fn delete(&self, id: &str) -> Result<()> {
-        let stream = self.get(id)?;
+        let stream = match self.get(id) {
+            Ok(s) => s,
+            Err(e) => {
+                // A stream from before a restart is always over: delete its record.
+                let p = self.inner.persist.as_ref().ok_or(e.clone())?;
+                if p.store().stream(id)?.is_none() {
+                    return Err(e);
+                }
+                p.send(Write::Delete(id.to_string()));
+                return Ok(());
+            }
+        };
         {
             let core = lock(&stream.core);
             if !core.lifecycle.deletable()
@@ -676,6 +820,9 @@ impl StreamManager {
             }
         }
         lock(&self.inner.streams).retain(|s| s.id != id);
+        if let Some(p) = &self.inner.persist {
+            p.send(Write::Delete(id.to_string()));
+        }
         Ok(())
     }
 
@@ -706,6 +853,16 @@ impl StreamManager {
             && streams.iter().any(|s| !s.state().is_terminal())
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(p) = &self.inner.persist {
+            p.close(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Waits until every queued store write is applied (tests, before reading the store).
+    pub async fn flush_store(&self) {
+        if let Some(p) = &self.inner.persist {
+            p.flush(Duration::from_secs(2)).await;
         }
     }
 }

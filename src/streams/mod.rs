@@ -3,6 +3,7 @@
 
 pub mod lifecycle;
 pub mod manager;
+pub mod persist;
 
 pub use lifecycle::{Lifecycle, StartMode, StreamState, Transition};
 pub use manager::{
