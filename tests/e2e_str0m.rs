@@ -1,0 +1,137 @@
+//! End to end with a str0m WebRTC client (issue 3): synthesized H.264 (keyframes only when the
+//! server asks) and Opus, published over WHIP and over the WebSocket to the server in process,
+//! relayed to a private nginx-rtmp; the recording must decode strictly clean, be H.264 +
+//! AAC-LC 48 kHz, last as long as the media sent (within 5 %), have keyframes at most 2.5 s
+//! apart, and start audio and video within 100 ms of each other.
+
+mod support;
+
+use std::time::Duration;
+
+use support::harness::{Harness, Signaling};
+use support::publisher::{PublishOptions, PublishReport, Publisher};
+use support::signaling::WsSignaling;
+use support::within;
+
+/// Media time each test publishes.
+const MEDIA_TIME: Duration = Duration::from_secs(12);
+
+async fn publish_and_check(name: &str, signaling: Signaling) {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let mut harness = Harness::start(name).await;
+    let stream = harness.create_stream().await;
+    let options = PublishOptions {
+        media_time: MEDIA_TIME,
+        ..PublishOptions::default()
+    };
+    let publisher = Publisher::new(options);
+    let offer = publisher.offer().to_string();
+    let publish = |answer: String| tokio::task::spawn_blocking(move || publisher.run(&answer));
+    let limit = MEDIA_TIME + Duration::from_secs(40);
+    let report: PublishReport = match signaling {
+        Signaling::Whip => {
+            let session = harness.api.whip_offer(&stream.whip_url, &offer).await;
+            let running = publish(session.answer);
+            // A second publisher while the first is live is refused (409), and the first
+            // goes on undisturbed (the recording checks below).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let intruder = Publisher::new(PublishOptions::default());
+            let (status, body) = harness
+                .api
+                .whip_post_raw(&stream.whip_url, intruder.offer())
+                .await;
+            let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            assert!(
+                status == 409 && error["error"]["code"].is_string(),
+                "a second WHIP publisher got {status} {body}, not 409 with an error code"
+            );
+            println!("{name}: second publisher refused: {status} {body}");
+            let result = within(limit, "the str0m publisher", running)
+                .await
+                .expect("publisher thread");
+            let deleted = harness.api.whip_delete(&session.location).await;
+            let report = result.unwrap_or_else(|e| {
+                panic!(
+                    "publishing over WHIP failed: {e}\n{}",
+                    harness.diagnostics("")
+                )
+            });
+            assert!(
+                matches!(deleted, 200 | 204),
+                "WHIP DELETE answered {deleted}\n{}",
+                harness.diagnostics("")
+            );
+            report
+        }
+        Signaling::WebSocket => {
+            let url = harness.api.ws_connect_url(&stream).await;
+            let mut ws = WsSignaling::connect(&url).await;
+            let answer = ws.offer(&offer).await.unwrap_or_else(|e| {
+                panic!("no WebSocket answer: {e}\n{}", harness.diagnostics(""))
+            });
+            let result = within(limit, "the str0m publisher", publish(answer))
+                .await
+                .expect("publisher thread");
+            let messages = ws.messages();
+            ws.bye().await;
+            let report = result.unwrap_or_else(|e| {
+                panic!(
+                    "publishing over the WebSocket failed: {e}\nserver messages: {messages:?}\n{}",
+                    harness.diagnostics("")
+                )
+            });
+            assert!(
+                !messages.iter().any(|m| m["type"] == "error"),
+                "the server sent an error message while publishing: {messages:?}\n{}",
+                harness.diagnostics("")
+            );
+            let summary: Vec<String> = messages
+                .iter()
+                .map(|m| match m["type"].as_str() {
+                    Some("state") => format!("state {} ({})", m["state"], m["reason"]),
+                    Some(other) => other.to_string(),
+                    None => m.to_string(),
+                })
+                .collect();
+            println!("{name}: server messages: {}", summary.join(", "));
+            report
+        }
+    };
+    println!(
+        "{name}: publisher connected in {:?}, sent {} video frames ({} keyframes, {} requests \
+         at {:?}), {} audio packets, {:?} of media, worst lateness {:?}",
+        report.connect_time,
+        report.video_frames,
+        report.keyframes,
+        report.keyframe_requests.len(),
+        report.keyframe_requests,
+        report.audio_packets,
+        report.media_sent,
+        report.max_lateness
+    );
+    // Keyframes only on request: the encoder's first frame plus at most one per request.
+    assert!(
+        report.keyframes <= 1 + report.keyframe_requests.len() as u64,
+        "the publisher sent unrequested keyframes: {report:?}"
+    );
+    let (figures, _stream) = harness
+        .finish_and_check(&stream.id, report.media_sent, "")
+        .await;
+    // Without the server's keyframe requests a 12 s recording would have one keyframe.
+    assert!(
+        figures.keyframes >= (MEDIA_TIME.as_secs_f64() / 2.5) as usize,
+        "only {} keyframes in {:.1} s: the server does not ask for keyframes",
+        figures.keyframes,
+        figures.duration
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn str0m_whip_publish_records_clean_h264_aac() {
+    publish_and_check("str0m-whip", Signaling::Whip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn str0m_websocket_publish_records_clean_h264_aac() {
+    publish_and_check("str0m-ws", Signaling::WebSocket).await;
+}
