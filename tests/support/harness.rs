@@ -105,7 +105,12 @@ impl Harness {
         let stream = self.api.get_stream(stream_id).await;
         let _ = self.api.stop_stream(stream_id).await;
         if let Some(server) = self.server.take() {
-            within(Duration::from_secs(20), "server shutdown", server.shutdown()).await;
+            within(
+                Duration::from_secs(20),
+                "server shutdown",
+                server.shutdown(),
+            )
+            .await;
         }
         self.nginx.stop();
         let (figures, failures) = check_recording(&recording, sent);
