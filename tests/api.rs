@@ -122,6 +122,9 @@ async fn every_route_needs_the_token() {
         ("PATCH", format!("/whip/{id}/sessions/x")),
         ("GET", "/api/streams/nope".into()),
         ("POST", "/whip/nope".into()),
+        ("GET", "/metrics".into()),
+        ("POST", format!("/api/streams/{id}/destinations")),
+        ("DELETE", format!("/api/streams/{id}/destinations/d1")),
         ("GET", "/api/youtube/account".into()),
         ("DELETE", "/api/youtube/account".into()),
     ];
@@ -375,6 +378,94 @@ async fn bad_create_requests() {
         .await
         .unwrap();
     assert_eq!(error_of(r).await.0, 405);
+    assert_serving(&s).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn destinations_are_added_and_removed_and_metrics_count_streams() {
+    let s = server_with(|c| c.limits.max_destinations = 2).await;
+    let stream = create_stream(&s, "first-key").await;
+    let id = stream["id"].as_str().unwrap();
+    let add = |body: Value| {
+        client()
+            .post(url(&s, &format!("/api/streams/{id}/destinations")))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let r = add(json!({"type": "rtmp", "url": "rtmps://h.example/live2/second-secret-key-1234"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["id"], "d2");
+    assert_eq!(d["url"], "rtmps://h.example/live2/***1234");
+    assert_eq!(d["state"], "idle");
+    let r = add(json!({"type": "rtmp", "url": "rtmp://h/a/k3"}))
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1, "too_many_destinations");
+    let r = add(json!({"type": "rtmp", "url": "ftp://h/a/k3"}))
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1, "invalid_request");
+    let del = |did: &str| {
+        client()
+            .delete(url(&s, &format!("/api/streams/{id}/destinations/{did}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(del("d9").await.unwrap().status().as_u16(), 404);
+    assert_eq!(del("d1").await.unwrap().status().as_u16(), 204);
+    assert_eq!(error_of(del("d2").await.unwrap()).await.1, "conflict");
+    let v: Value = client()
+        .get(url(&s, &format!("/api/streams/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d2"]);
+
+    let text = client()
+        .get(url(&s, "/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("# TYPE streamify_streams gauge"), "{text}");
+    assert!(
+        text.contains("streamify_streams{state=\"created\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "streamify_destination_up{{stream=\"{id}\",destination=\"d2\"}} 0"
+    )));
+    assert!(!text.contains("secret"));
+
+    // Stopped streams take no new destinations.
+    client()
+        .post(url(&s, &format!("/api/streams/{id}/stop")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let r = add(json!({"type": "rtmp", "url": "rtmp://h/a/k4"}))
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1, "conflict");
     assert_serving(&s).await;
     s.shutdown().await;
 }

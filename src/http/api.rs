@@ -126,6 +126,27 @@ pub async fn start(
     Ok(Json(view(&state, stream.snapshot())))
 }
 
+/// `POST /api/streams/{id}/destinations` with `{"type":"rtmp","url":".."}`.
+pub async fn add_destination(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(spec): JsonBody<crate::streams::DestinationSpec>,
+) -> Result<Response> {
+    let stream = state.manager.get(&id)?;
+    let destination = stream.add_destination(spec)?;
+    Ok((StatusCode::CREATED, Json(destination)).into_response())
+}
+
+/// `DELETE /api/streams/{id}/destinations/{destination}`.
+pub async fn remove_destination(
+    State(state): State<AppState>,
+    Path((id, destination)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let stream = state.manager.get(&id)?;
+    stream.remove_destination(&destination)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `DELETE /api/streams/{id}`.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     state.manager.delete(&id)?;

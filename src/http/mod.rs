@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod whip;
 pub mod ws;
 
@@ -73,6 +74,12 @@ pub fn router(state: AppState, cors_origins: &[String], extra: Option<Router>) -
         .route("/healthz", get(healthz))
         .route("/api/streams", post(api::create).get(api::list))
         .route("/api/streams/{id}", get(api::get).delete(api::delete))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/streams/{id}/destinations", post(api::add_destination))
+        .route(
+            "/api/streams/{id}/destinations/{destination}",
+            axum::routing::delete(api::remove_destination),
+        )
         .route("/api/streams/{id}/stop", post(api::stop))
         .route("/api/streams/{id}/start", post(api::start))
         .route("/api/streams/{id}/events", get(api::events))

@@ -150,6 +150,7 @@ struct Destination {
 struct Core {
     lifecycle: Lifecycle,
     destinations: Vec<Destination>,
+    next_destination: usize,
     publisher: Option<SessionHandle>,
     session_stats: SessionStats,
     media: PipelineStats,
@@ -414,6 +415,113 @@ impl Stream {
         s
     }
 
+    /// Adds a destination; it starts at once when the stream is sending (409 once the stream
+    /// is stopping or over, 429 past the limit).
+    pub fn add_destination(&self, spec: DestinationSpec) -> Result<DestinationSnapshot> {
+        let DestinationSpec::Rtmp { url } = spec;
+        output::validate_url(&url)?;
+        let manager = self
+            .manager
+            .upgrade()
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "the stream is gone"))?;
+        let mut core = lock(&self.core);
+        let state = core.lifecycle.state();
+        if state.is_terminal() || state == StreamState::Stopping {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("cannot add a destination to a stream that is {state}"),
+            ));
+        }
+        if core.destinations.len() >= manager.config.max_destinations {
+            return Err(Error::new(
+                ErrorCode::TooManyDestinations,
+                format!(
+                    "a stream has at most {} destinations",
+                    manager.config.max_destinations
+                ),
+            ));
+        }
+        let id = format!("d{}", core.next_destination);
+        core.next_destination += 1;
+        let destination = Destination {
+            id: id.clone(),
+            masked: output::mask_url(&url),
+            url,
+            status: Arc::new(OutputStatus::default()),
+            stop: watch::channel(false).0,
+            task: None,
+            persisted: DestinationState::Idle,
+        };
+        if let Some(p) = &manager.persist {
+            p.send(Write::Destination(DestinationRecord {
+                id: persist::destination_key(&self.id, &destination.id),
+                stream_id: self.id.clone(),
+                position: core.next_destination as i64,
+                kind: "rtmp".into(),
+                public: serde_json::json!({"id": destination.id, "url": destination.masked})
+                    .to_string(),
+                secret: Some(destination.url.clone()),
+                state: "idle".into(),
+                error: None,
+                figures: None,
+            }));
+        }
+        tracing::info!(stream = %self.id, destination = %destination.masked, "destination added");
+        core.destinations.push(destination);
+        if state.is_sending() {
+            self.start_outputs(&mut core);
+        }
+        let d = core.destinations.last().expect("just pushed");
+        Ok(DestinationSnapshot {
+            id: d.id.clone(),
+            kind: "rtmp",
+            url: d.masked.clone(),
+            state: d.status.state(),
+            error: d.status.error(),
+            stats: d.status.stats(),
+        })
+    }
+
+    /// Removes a destination (its publish is finished cleanly first). A stream keeps at least
+    /// one destination (409).
+    pub fn remove_destination(&self, destination_id: &str) -> Result<()> {
+        let mut core = lock(&self.core);
+        let Some(index) = core
+            .destinations
+            .iter()
+            .position(|d| d.id == destination_id)
+        else {
+            return Err(Error::new(ErrorCode::NotFound, "no such destination"));
+        };
+        if core.destinations.len() == 1 {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "a stream keeps at least one destination: stop the stream instead",
+            ));
+        }
+        let mut d = core.destinations.remove(index);
+        let _ = d.stop.send(true);
+        if let Some(task) = d.task.take() {
+            tokio::spawn(async move {
+                let abort = task.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(5), task)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
+            });
+        }
+        let key = persist::destination_key(&self.id, &d.id);
+        if let Some(p) = self.manager.upgrade().and_then(|m| m.persist.clone()) {
+            p.send(Write::DeleteDestination(key));
+        }
+        tracing::info!(stream = %self.id, destination = %d.masked, "destination removed");
+        let summary = Stream::summary(&core);
+        let _ = self.apply(&mut core, Input::Outputs(summary));
+        Ok(())
+    }
+
     /// `stop`: tear down (409 `conflict` if already over).
     pub fn stop(&self) -> Result<StreamState> {
         let mut core = lock(&self.core);
@@ -657,7 +765,7 @@ impl StreamManager {
                 ),
             ));
         }
-        let destinations = req
+        let destinations: Vec<Destination> = req
             .destinations
             .into_iter()
             .enumerate()
@@ -682,6 +790,7 @@ impl StreamManager {
             manager,
             core: Mutex::new(Core {
                 lifecycle: Lifecycle::new(req.start),
+                next_destination: destinations.len() + 1,
                 destinations,
                 publisher: None,
                 session_stats: SessionStats::default(),
@@ -857,6 +966,11 @@ impl StreamManager {
         if let Some(p) = &self.inner.persist {
             p.close(Duration::from_secs(2)).await;
         }
+    }
+
+    /// Every stream in memory (for metrics).
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        lock(&self.inner.streams).clone()
     }
 
     /// Waits until every queued store write is applied (tests, before reading the store).

@@ -35,6 +35,7 @@ pub(crate) enum Write {
         json: String,
     },
     Delete(String),
+    DeleteDestination(String),
     Flush(mpsc::Sender<()>),
 }
 
@@ -120,6 +121,7 @@ fn apply(store: &Store, write: Write) {
         } => store.record_destination_state(&id, &state, error.as_deref(), figures.as_deref()),
         Write::Figures { stream, json } => store.save_figures(&stream, &json),
         Write::Delete(id) => store.delete_stream(&id).map(drop),
+        Write::DeleteDestination(id) => store.delete_destination(&id).map(drop),
         Write::Flush(done) => {
             let _ = done.send(());
             Ok(())
