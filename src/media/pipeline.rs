@@ -138,9 +138,10 @@ impl Pipeline {
         self.stats.video.frames_in += 1;
         self.stats.video.bytes_in += annexb.len() as u64;
         let (_, media_us) = self.clock.packet(Track::Video, now, rtp_time);
-        let unit = self.video.inspect(annexb);
+        let unit = self.video.convert(&mut self.arena, annexb);
         self.stats.resolution = self.video.resolution;
         if !unit.non_empty {
+            self.arena.abandon();
             self.stats.video.frames_dropped += 1;
             return;
         }
@@ -149,6 +150,7 @@ impl Pipeline {
             self.last_key_at = Some(now);
         }
         if self.waiting_for_key && !(unit.key && self.video.configured()) {
+            self.arena.abandon();
             self.stats.video.frames_dropped += 1;
             if let Some(ts) = self.output_ms(media_us) {
                 self.advance_video_watermark(ts);
@@ -157,6 +159,7 @@ impl Pipeline {
             self.pump(now);
             return;
         }
+        let body = self.arena.finish();
         self.waiting_for_key = false;
         if unit.key {
             if let Some(prev) = self.last_key_media_us {
@@ -196,19 +199,16 @@ impl Pipeline {
                 self.video_queue.push_back(Queued { tag, at: now });
             }
         }
-        match VideoTrack::frame_body(&mut self.arena, unit.key, annexb) {
-            Some(data) => self.video_queue.push_back(Queued {
-                tag: MediaTag {
-                    kind: TagKind::Video,
-                    timestamp: ts,
-                    data,
-                    keyframe: unit.key,
-                    sequence_header: false,
-                },
-                at: now,
-            }),
-            None => self.stats.video.frames_dropped += 1,
-        }
+        self.video_queue.push_back(Queued {
+            tag: MediaTag {
+                kind: TagKind::Video,
+                timestamp: ts,
+                data: body,
+                keyframe: unit.key,
+                sequence_header: false,
+            },
+            at: now,
+        });
         self.fill_audio(now);
         self.pump(now);
     }

@@ -2,13 +2,16 @@
 //! media clock, microseconds since the pipeline was created.
 //!
 //! Until RTCP sender reports for both tracks are known, each track is mapped by the arrival
-//! time of its first packet. Once both are known, the track that was mapped first stays as it
-//! is (so its output never jumps) and the other is mapped through the wall clock of the sender
-//! reports, which puts both tracks on the sender's capture clock.
+//! time of its first packet. Once both are known, video stays as it is (so its timestamps
+//! never jump) and audio is mapped through the wall clock of the sender reports, which puts
+//! both tracks on the sender's capture clock.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Track;
+
+/// A track whose media time strays this far from the arrival time has jumped.
+const MAX_DRIFT_US: i64 = 5_000_000;
 
 /// Extends 32-bit RTP timestamps to 64 bits, across wraps in either direction.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +25,15 @@ impl RtpUnwrapper {
         let ext = self.peek(ts);
         self.last = Some((ts, ext));
         ext
+    }
+
+    /// The extended value of `ts`; remembered only if it is the first.
+    pub(crate) fn unwrap_or_peek(&mut self, ts: u32) -> i64 {
+        if self.last.is_none() {
+            self.unwrap(ts)
+        } else {
+            self.peek(ts)
+        }
     }
 
     /// The extended value of `ts` without remembering it.
@@ -52,14 +64,14 @@ struct TrackClock {
     report: Option<(i64, i64)>,
 }
 
-/// The A/V clock of one pipeline.
+/// The A/V clock of one pipeline. Video is the reference: its mapping never changes once
+/// set, so video timestamps never jump; audio follows it through the sender reports, and the
+/// audio timeline absorbs the change with silence or by dropping samples.
 #[derive(Debug, Clone)]
 pub(crate) struct AvClock {
     start: Instant,
     video: TrackClock,
     audio: TrackClock,
-    /// The track whose arrival-based mapping anchors the other once reports are in.
-    reference: Option<Track>,
     /// Bumped whenever the audio mapping changes after its first packet.
     audio_epoch: u64,
 }
@@ -70,7 +82,6 @@ impl AvClock {
             start,
             video: TrackClock::default(),
             audio: TrackClock::default(),
-            reference: None,
             audio_epoch: 0,
         }
     }
@@ -100,16 +111,32 @@ impl AvClock {
         let rate = Self::rate(track);
         let ext = self.clock(track).unwrapper.unwrap(rtp_time);
         if self.clock(track).offset.is_none() {
-            let offset = self
-                .derived_offset(track)
-                .unwrap_or(arrival - ticks_to_us(ext, rate));
-            self.clock(track).offset = Some(offset);
-            if self.reference.is_none() {
-                self.reference = Some(track);
+            let derived = match track {
+                Track::Audio => self.derived_audio_offset(),
+                Track::Video => None,
+            };
+            self.clock(track).offset = Some(derived.unwrap_or(arrival - ticks_to_us(ext, rate)));
+            if track == Track::Video {
+                self.remap_audio();
             }
         }
         let offset = self.clock(track).offset.unwrap_or_default();
-        (ext, ticks_to_us(ext, rate) + offset)
+        let media = ticks_to_us(ext, rate) + offset;
+        if (media - arrival).abs() > MAX_DRIFT_US {
+            // The sender's RTP clock jumped (or a bogus timestamp): start this track's
+            // mapping again from the arrival time; its old sender report no longer applies.
+            tracing::warn!(
+                ?track,
+                jump_us = media - arrival,
+                "RTP timestamp discontinuity"
+            );
+            let clock = self.clock(track);
+            clock.offset = Some(arrival - ticks_to_us(ext, rate));
+            clock.report = None;
+            self.audio_epoch += u64::from(track == Track::Audio);
+            return (ext, arrival);
+        }
+        (ext, media)
     }
 
     /// Media time of an extended RTP time of `track` (None before its first packet).
@@ -124,7 +151,7 @@ impl AvClock {
             .map(|o| ticks_to_us(ext, Self::rate(track)) + o)
     }
 
-    /// An RTCP sender report; may re-map the non-reference track.
+    /// An RTCP sender report; may re-map audio onto video's clock.
     pub(crate) fn sender_report(&mut self, track: Track, rtp_time: u32, ntp: SystemTime) {
         let Ok(wall) = ntp.duration_since(UNIX_EPOCH) else {
             return;
@@ -133,26 +160,20 @@ impl AvClock {
             return;
         };
         let clock = self.clock(track);
-        let ext = clock.unwrapper.peek(rtp_time);
+        // A report before the first packet starts the unwrapping, so both agree.
+        let ext = clock.unwrapper.unwrap_or_peek(rtp_time);
         clock.report = Some((ext, wall_us));
-        // Re-map whichever track is not the reference.
-        let Some(reference) = self.reference else {
-            return;
-        };
-        let other = match reference {
-            Track::Video => Track::Audio,
-            Track::Audio => Track::Video,
-        };
-        if self.clock(other).offset.is_none() {
+        self.remap_audio();
+    }
+
+    fn remap_audio(&mut self) {
+        if self.audio.offset.is_none() {
             return;
         }
-        if let Some(offset) = self.derived_offset(other) {
-            let clock = self.clock(other);
-            if clock.offset != Some(offset) {
-                clock.offset = Some(offset);
-                if other == Track::Audio {
-                    self.audio_epoch += 1;
-                }
+        if let Some(offset) = self.derived_audio_offset() {
+            if self.audio.offset != Some(offset) {
+                self.audio.offset = Some(offset);
+                self.audio_epoch += 1;
             }
         }
     }
@@ -162,20 +183,15 @@ impl AvClock {
         self.audio_epoch
     }
 
-    /// The offset of `track` that puts it on the reference track's clock through the
-    /// wall clocks of both tracks' sender reports.
-    fn derived_offset(&self, track: Track) -> Option<i64> {
-        let reference = self.reference.filter(|r| *r != track)?;
-        let (ref_clock, clock) = match reference {
-            Track::Video => (&self.video, &self.audio),
-            Track::Audio => (&self.audio, &self.video),
-        };
-        let (ref_ext, ref_wall) = ref_clock.report?;
-        let ref_media = ticks_to_us(ref_ext, Self::rate(reference)) + ref_clock.offset?;
-        // wall - media on the reference track.
-        let k = ref_wall - ref_media;
-        let (ext, wall) = clock.report?;
-        Some(wall - k - ticks_to_us(ext, Self::rate(track)))
+    /// The audio offset that puts audio on video's clock through the wall clocks of both
+    /// tracks' sender reports.
+    fn derived_audio_offset(&self) -> Option<i64> {
+        let (v_ext, v_wall) = self.video.report?;
+        let v_media = ticks_to_us(v_ext, Self::rate(Track::Video)) + self.video.offset?;
+        // wall - media on the video track.
+        let k = v_wall - v_media;
+        let (a_ext, a_wall) = self.audio.report?;
+        Some(a_wall - k - ticks_to_us(a_ext, Self::rate(Track::Audio)))
     }
 }
 
@@ -210,5 +226,24 @@ mod tests {
         assert_eq!(clock.audio_epoch(), 1);
         assert_eq!(clock.media_us(Track::Audio, ea), Some(10_000));
         assert_eq!(clock.media_us(Track::Video, 9000), Some(10_000));
+    }
+
+    #[test]
+    fn video_stays_the_reference_when_audio_comes_first_and_reports_come_early() {
+        let t0 = Instant::now();
+        let mut clock = AvClock::new(t0);
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Reports before any packet, with RTP times just before the wrap.
+        clock.sender_report(Track::Audio, u32::MAX - 479, wall);
+        clock.sender_report(Track::Video, u32::MAX - 899, wall);
+        let (ea, a) = clock.packet(Track::Audio, t0 + Duration::from_millis(5), 0);
+        assert_eq!(ea, i64::from(u32::MAX) + 1);
+        assert_eq!(a, 5_000);
+        // Video of the same instant arrives 300 ms later and is not moved; audio is.
+        let (ev, v) = clock.packet(Track::Video, t0 + Duration::from_millis(305), 0);
+        assert_eq!(v, 305_000);
+        assert_eq!(clock.audio_epoch(), 1);
+        assert_eq!(clock.media_us(Track::Audio, ea), Some(305_000));
+        assert_eq!(ev, i64::from(u32::MAX) + 1);
     }
 }

@@ -201,6 +201,10 @@ fn assert_clean(path: &std::path::Path, width: u32, height: u32) -> ffprobe::Pro
 
 /// Per track timestamps never go back, and media tags are in time order across tracks.
 fn assert_ordered(tags: &[MediaTag]) {
+    assert_ordered_with(tags, true);
+}
+
+fn assert_ordered_with(tags: &[MediaTag], across_tracks: bool) {
     let mut last_video = 0;
     let mut last_audio = 0;
     let mut last_any = 0;
@@ -218,7 +222,7 @@ fn assert_ordered(tags: &[MediaTag]) {
         );
         *last = tag.timestamp;
         assert!(
-            tag.timestamp >= last_any,
+            !across_tracks || tag.timestamp >= last_any,
             "not interleaved at {}",
             tag.timestamp
         );
@@ -568,16 +572,17 @@ fn tone_onset_ms(run: &Run) -> f64 {
     (first / 2) as f64 / 48.0
 }
 
-/// Video at capture + 10 ms, audio at capture + `audio_delay`; the tone starts at capture
-/// time 1.5 s. Returns (tone onset in the output, timestamp of the video frame captured then).
-fn onset_run(audio_delay: Duration, reports: bool) -> (f64, f64) {
+/// Video at capture + `video_delay`, audio at capture + `audio_delay`; the tone starts at
+/// capture time 1.5 s. Returns (tone onset in the output, timestamp of the video frame
+/// captured then).
+fn onset_run(video_delay: Duration, audio_delay: Duration, reports: bool) -> (f64, f64) {
     let mut run = Run::new(PipelineConfig::default());
     let mut video = VideoSynth::new(320, 180, 30, 300_000);
     let mut audio = AudioSynth::new(2);
     audio.set_tone(false);
     let (v0, a0) = (3_000_000u32, 4_000_000u32);
     let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    for event in schedule(3, Duration::from_millis(10), Some(audio_delay)) {
+    for event in schedule(3, video_delay, Some(audio_delay)) {
         run.at(event.arrival());
         match event {
             Event::Video(n, _) => {
@@ -618,7 +623,8 @@ fn onset_run(audio_delay: Duration, reports: bool) -> (f64, f64) {
 
 #[test]
 fn audio_and_video_line_up_with_the_encoder_delay_accounted_for() {
-    let (onset, video) = onset_run(Duration::from_millis(10), false);
+    let ms = Duration::from_millis;
+    let (onset, video) = onset_run(ms(10), ms(10), false);
     // Opus adds 6.5 ms of look-ahead; AAC's 2048 samples are accounted for.
     assert!(
         (onset - video - 6.5).abs() < 8.0,
@@ -628,18 +634,28 @@ fn audio_and_video_line_up_with_the_encoder_delay_accounted_for() {
 
 #[test]
 fn sender_reports_align_tracks_that_arrive_skewed() {
+    let ms = Duration::from_millis;
+    let aligned = |(onset, video): (f64, f64)| {
+        assert!(
+            (onset - video - 6.5).abs() < 8.0,
+            "tone at {onset} ms, video at {video} ms"
+        );
+    };
     // Without reports, arrival time rules: audio 200 ms late on the wire is 200 ms late.
-    let (onset, video) = onset_run(Duration::from_millis(210), false);
+    let (onset, video) = onset_run(ms(10), ms(210), false);
     assert!(
         (onset - video - 200.0).abs() < 15.0,
         "tone at {onset}, video at {video}"
     );
     // With sender reports the tracks line up on the sender's clock.
-    let (onset, video) = onset_run(Duration::from_millis(210), true);
+    aligned(onset_run(ms(10), ms(210), true));
+    // Audio first and early on the wire (mapped before video): the same.
+    let (onset, video) = onset_run(ms(250), ms(10), false);
     assert!(
-        (onset - video - 6.5).abs() < 8.0,
-        "tone at {onset} ms, video at {video} ms"
+        (onset - video + 240.0).abs() < 15.0,
+        "tone at {onset}, video at {video}"
     );
+    aligned(onset_run(ms(250), ms(10), true));
 }
 
 #[test]
@@ -700,6 +716,55 @@ fn keyframe_requests_come_exactly_at_the_interval() {
     assert_eq!(run.requests, expected);
     assert_eq!(run.pipeline.stats().keyframe_requests, 4);
     assert_eq!(run.pipeline.stats().keyframe_interval_ms, Some(2033));
+}
+
+#[test]
+fn garbage_in_never_panics_and_keeps_the_timeline() {
+    let mut run = Run::new(PipelineConfig::default());
+    let mut video = VideoSynth::new(160, 90, 30, 100_000);
+    let mut audio = AudioSynth::new(2);
+    let mut x = 0x1234_5678u32;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 3) as u8
+            })
+            .collect()
+    };
+    for event in schedule(2, Duration::ZERO, Some(Duration::ZERO)) {
+        run.at(event.arrival());
+        match event {
+            Event::Video(n, _) => {
+                let (au, _) = video.next_frame(false);
+                run.video(video_rtp(0, n), &au);
+                let junk = noise(n as usize * 37 % 3000);
+                run.video(n as u32 * 7919, &junk);
+                run.video(0, &[0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68]);
+                run.video(0, &[]);
+            }
+            Event::Audio(n, _) => {
+                let packet = audio.next_packet();
+                run.audio(audio_rtp(0, n), &packet);
+                let junk = noise(n as usize % 300);
+                run.audio(n as u32 * 104_729, &junk);
+                run.audio(u32::MAX, &[]);
+            }
+        }
+    }
+    run.finish(Duration::from_millis(2050));
+    // Bogus video timestamps push the video clock ahead; each track stays monotonic.
+    assert_ordered_with(&run.tags, false);
+    assert_continuous_aac(&run);
+    assert!(run.media(TagKind::Video).len() >= 60);
+}
+
+#[test]
+fn pipeline_is_send() {
+    fn send<T: Send>() {}
+    send::<Pipeline>();
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! header only when SPS or PPS change), keyframe gating (drop until a keyframe, at the start
 //! and after a loss) and `onMetaData`.
 
-use bytes::{Bytes, BytesMut};
-use flv::avc::{self, nal_type, AvcDecoderConfig, FrameType};
+use bytes::{BufMut, Bytes, BytesMut};
+use flv::avc::{self, nal_type, AvcDecoderConfig, AvcPacketType, FrameType};
 use flv::metadata::OnMetaData;
 
 use super::TagArena;
@@ -37,11 +37,16 @@ pub(crate) struct VideoTrack {
 }
 
 impl VideoTrack {
-    /// Scans the access unit's NAL units and takes note of new parameter sets.
-    pub(crate) fn inspect(&mut self, annexb: &[u8]) -> AccessUnit {
+    /// Writes the access unit's NALU tag body into the arena (one pass: each NAL unit is
+    /// classified and copied behind its 4-byte length) and takes note of new parameter sets.
+    /// The caller keeps the body with [`TagArena::finish`] or drops it with
+    /// [`TagArena::abandon`].
+    pub(crate) fn convert(&mut self, arena: &mut TagArena, annexb: &[u8]) -> AccessUnit {
         let mut unit = AccessUnit::default();
         let mut sps: Option<&[u8]> = None;
         let mut pps: Option<&[u8]> = None;
+        let body = arena.begin(avc::VIDEO_TAG_HEADER_LEN + annexb.len() + 64);
+        avc::write_video_tag_header(body, FrameType::Inter, AvcPacketType::Nalu, 0);
         for nal in avc::annexb_nal_units(annexb) {
             unit.non_empty = true;
             match avc::nal_unit_type(nal) {
@@ -50,6 +55,12 @@ impl VideoTrack {
                 Some(nal_type::PPS) if pps.is_none() => pps = Some(nal),
                 _ => {}
             }
+            // An access unit is far below 4 GiB (the caller bounds it).
+            body.put_u32(nal.len() as u32);
+            body.put_slice(nal);
+        }
+        if unit.key {
+            body[0] = avc::video_tag_header(FrameType::Key, AvcPacketType::Nalu, 0)[0];
         }
         let new_sps = sps.filter(|s| *s != &self.sps[..]);
         let new_pps = pps.filter(|p| *p != &self.pps[..]);
@@ -95,24 +106,6 @@ impl VideoTrack {
     /// Whether a decoder could start at a keyframe now (SPS and PPS are known).
     pub(crate) fn configured(&self) -> bool {
         self.sequence_header.is_some()
-    }
-
-    /// The NALU tag body of one access unit, written once into the arena.
-    pub(crate) fn frame_body(arena: &mut TagArena, key: bool, annexb: &[u8]) -> Option<Bytes> {
-        let frame = if key {
-            FrameType::Key
-        } else {
-            FrameType::Inter
-        };
-        let buf = arena.begin(avc::VIDEO_TAG_HEADER_LEN + annexb.len() + 16);
-        match avc::write_nalu_tag_from_annexb(buf, frame, 0, annexb) {
-            Ok(()) => Some(arena.finish()),
-            Err(err) => {
-                tracing::warn!(%err, "dropping an H.264 access unit");
-                arena.abandon();
-                None
-            }
-        }
     }
 
     /// The `onMetaData` script tag body (FLV form: `"onMetaData"` and the ECMA array).
