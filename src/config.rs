@@ -63,6 +63,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMIFY_ICE_DISCONNECT_TIMEOUT", default_value_t = 10)]
     pub ice_disconnect_timeout_secs: u64,
 
+    /// Seconds a stream whose publisher was lost keeps its destinations connected and waits
+    /// for a new publish (WHIP or WebSocket) that continues it; then it fails `publisher_lost`.
+    /// 0 ends the stream at once.
+    #[arg(long, env = "STREAMIFY_PUBLISHER_GRACE", default_value_t = 15)]
+    pub publisher_grace_secs: u64,
+
     /// Public base URL used in `whip_url`/`ws_url` (default `http://<listen>`).
     #[arg(long, env = "STREAMIFY_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -125,6 +131,10 @@ pub struct Limits {
     pub ice_connect_timeout: std::time::Duration,
     /// Time a publisher's ICE may stay disconnected.
     pub ice_disconnect_timeout: std::time::Duration,
+    /// Time a stream waits for a lost publisher to come back.
+    pub publisher_grace: std::time::Duration,
+    /// Time without any datagram after which a connected publisher counts as disconnected.
+    pub publisher_silence_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -136,6 +146,8 @@ impl Default for Limits {
             max_ws_message_bytes: 64 * 1024,
             ice_connect_timeout: std::time::Duration::from_secs(15),
             ice_disconnect_timeout: std::time::Duration::from_secs(10),
+            publisher_grace: std::time::Duration::from_secs(15),
+            publisher_silence_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -203,6 +215,8 @@ impl Config {
                 ice_disconnect_timeout: std::time::Duration::from_secs(
                     args.ice_disconnect_timeout_secs,
                 ),
+                publisher_grace: std::time::Duration::from_secs(args.publisher_grace_secs),
+                ..Limits::default()
             },
             public_url: args.public_url,
             rtmp_failure_budget: std::time::Duration::from_secs(args.rtmp_failure_budget_secs),

@@ -163,6 +163,7 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
             session: SessionConfig {
                 connect_timeout: config.limits.ice_connect_timeout,
                 disconnect_timeout: config.limits.ice_disconnect_timeout,
+                silence_timeout: config.limits.publisher_silence_timeout,
                 pipeline: PipelineConfig {
                     keyframe_interval: config.keyframe_interval,
                     aac_bitrate: config.aac_bitrate,
@@ -170,6 +171,7 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
                 },
             },
             stop_timeout: Duration::from_millis(4500),
+            publisher_grace: config.limits.publisher_grace,
         },
         ingest.clone(),
         Some(persist),

@@ -967,7 +967,7 @@ async fn crash_marks_streams_interrupted_and_sigterm_stops_cleanly() {
     let _server = spawn_binary(&dir, port).await;
     assert_eq!(
         stream_state(port, &stopped).await,
-        ("ended".to_string(), "stop_requested".to_string())
+        ("ended".to_string(), "server_shutdown".to_string())
     );
     // A stored stream can be deleted.
     let r = client()

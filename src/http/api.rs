@@ -169,6 +169,7 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Re
         Some(Ok::<_, Infallible>(match &e {
             crate::streams::StreamEvent::State(t) => sse_json("state", t),
             crate::streams::StreamEvent::Destination { .. } => sse_json("destination", &e),
+            crate::streams::StreamEvent::Publisher { .. } => sse_json("publisher", &e),
         }))
     });
     let mut shutdown = state.shutdown.clone();

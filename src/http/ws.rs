@@ -185,6 +185,7 @@ impl Signaling {
             "reason": s.reason,
             "error": s.error,
             "session_id": s.publisher.as_ref().map(|p| p.session_id.clone()),
+            "publisher_lost": s.publisher_lost,
             "destinations": destinations,
         }))
     }

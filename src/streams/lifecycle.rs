@@ -5,9 +5,17 @@
 //!   created --publisher media--> ready (manual) --start--> starting
 //!   created --publisher media--> starting (on_publish)
 //!   starting / live / reconnecting --destinations--> live | reconnecting | starting | failed
-//!   any active state --stop / publisher gone--> stopping --finished--> ended | failed
+//!   any active state --stop / publisher left--> stopping --finished--> ended | failed
+//!   any active state --publisher lost--> (same state, waiting for the publisher)
+//!       --publisher media again--> (same state, resumed)
+//!       --grace period over (tick)--> stopping (publisher_lost) --finished--> failed
 //!   created / ready --stop--> stopping
 //! ```
+//!
+//! A publisher that is *lost* (its connection failed) while the stream is ready or sending
+//! does not end the stream at once: destinations stay connected for the grace period, and a
+//! new publisher may attach and continue the same stream. One that *leaves* (WHIP `DELETE`,
+//! WebSocket `bye`) ends it.
 //!
 //! `live` means at least one destination is publishing; `reconnecting` that none is and at
 //! least one is reconnecting; `failed` that every destination failed (or the publisher's
@@ -124,10 +132,14 @@ pub enum Input {
     Outputs(OutputSummary),
     /// `stop` was requested.
     Stop,
+    /// The server is shutting down (SIGINT/SIGTERM): a stop with its own reason.
+    Shutdown,
     /// The publisher went away: cleanly (`None`) or with an error.
     PublisherGone(Option<Error>),
     /// Teardown finished (destinations closed, peer connection released).
     Finished,
+    /// Time passed (ends the publisher grace period once it is over).
+    Tick,
 }
 
 /// One state change with its reason.
@@ -164,20 +176,57 @@ pub struct Lifecycle {
     mode: StartMode,
     error: Option<Error>,
     history: Vec<Transition>,
+    grace_ms: u64,
+    publisher_lost: Option<PublisherLost>,
+}
+
+/// A lost publisher the stream is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PublisherLost {
+    /// Unix milliseconds when it was lost.
+    pub since_ms: u64,
+    /// Unix milliseconds when the grace period ends (the stream then fails `publisher_lost`).
+    pub until_ms: u64,
+    /// Why it was lost.
+    pub error: Error,
 }
 
 /// Transitions kept per stream (older ones are dropped).
 pub const MAX_HISTORY: usize = 256;
 
 impl Lifecycle {
-    /// A new stream in `created`.
+    /// A new stream in `created` whose lost publisher ends it at once.
     pub fn new(mode: StartMode) -> Lifecycle {
+        Lifecycle::with_grace(mode, 0)
+    }
+
+    /// A new stream in `created` that waits `grace_ms` for a lost publisher to come back.
+    pub fn with_grace(mode: StartMode, grace_ms: u64) -> Lifecycle {
         Lifecycle {
             state: StreamState::Created,
             mode,
             error: None,
             history: Vec::new(),
+            grace_ms,
+            publisher_lost: None,
         }
+    }
+
+    /// The lost publisher the stream is waiting for, during the grace period.
+    pub fn publisher_lost(&self) -> Option<&PublisherLost> {
+        self.publisher_lost.as_ref()
+    }
+
+    /// Whether a lost publisher is waited for (rather than ending the stream).
+    fn waits_for_publisher(&self) -> bool {
+        self.grace_ms > 0
+            && matches!(
+                self.state,
+                StreamState::Ready
+                    | StreamState::Starting
+                    | StreamState::Live
+                    | StreamState::Reconnecting
+            )
     }
 
     /// The current state.
@@ -247,6 +296,10 @@ impl Lifecycle {
         use StreamState as S;
         let state = self.state;
         let out = match input {
+            Input::PublisherMedia if self.publisher_lost.is_some() => {
+                self.publisher_lost = None;
+                None
+            }
             Input::PublisherMedia => match (state, self.mode) {
                 (S::Created, StartMode::OnPublish) => self
                     .go(
@@ -333,18 +386,31 @@ impl Lifecycle {
                 };
                 self.go(to, reason, message, at_ms).map(|t| (t, effect))
             }
-            Input::Stop => match state {
-                S::Created | S::Ready | S::Starting | S::Live | S::Reconnecting => self
-                    .go(
-                        S::Stopping,
-                        "stop_requested",
-                        "stop requested".into(),
-                        at_ms,
-                    )
-                    .map(|t| (t, Effect::TearDown)),
+            Input::Stop | Input::Shutdown => match state {
+                S::Created | S::Ready | S::Starting | S::Live | S::Reconnecting => {
+                    self.publisher_lost = None;
+                    let (reason, message) = if input == Input::Shutdown {
+                        ("server_shutdown", "the server is shutting down")
+                    } else {
+                        ("stop_requested", "stop requested")
+                    };
+                    self.go(S::Stopping, reason, message.into(), at_ms)
+                        .map(|t| (t, Effect::TearDown))
+                }
                 S::Stopping => None,
                 S::Ended | S::Failed => return Err(self.conflict("stop")),
             },
+            Input::PublisherGone(Some(error)) if self.waits_for_publisher() => {
+                // Lost, not left: keep the destinations and wait for it to come back.
+                if self.publisher_lost.is_none() {
+                    self.publisher_lost = Some(PublisherLost {
+                        since_ms: at_ms,
+                        until_ms: at_ms.saturating_add(self.grace_ms),
+                        error,
+                    });
+                }
+                None
+            }
             Input::PublisherGone(error) => match state {
                 S::Ready | S::Starting | S::Live | S::Reconnecting => {
                     let (reason, message) = match &error {
@@ -354,10 +420,26 @@ impl Lifecycle {
                             "the publisher ended the session".to_string(),
                         ),
                     };
+                    self.publisher_lost = None;
                     if error.is_some() {
                         self.error = error;
                     }
                     self.go(S::Stopping, &reason, message, at_ms)
+                        .map(|t| (t, Effect::TearDown))
+                }
+                _ => None,
+            },
+            Input::Tick => match &self.publisher_lost {
+                Some(lost) if at_ms >= lost.until_ms => {
+                    let message = format!(
+                        "the publisher's connection was lost ({}) and no publisher came back \
+                         within {} s",
+                        lost.error.message,
+                        self.grace_ms / 1000
+                    );
+                    self.publisher_lost = None;
+                    self.error = Some(Error::new(ErrorCode::PublisherLost, message.clone()));
+                    self.go(S::Stopping, "publisher_lost", message, at_ms)
                         .map(|t| (t, Effect::TearDown))
                 }
                 _ => None,
@@ -395,9 +477,16 @@ impl Lifecycle {
         )
     }
 
-    /// Whether a publisher may attach now.
+    /// Whether a publisher may attach now: before the first one, or while a lost one is
+    /// waited for.
     pub fn accepts_publisher(&self) -> bool {
-        self.state == StreamState::Created
+        self.state == StreamState::Created || self.publisher_lost.is_some()
+    }
+
+    /// Whether a new publisher may replace the current one whose connection is disconnected
+    /// (not yet given up): the stream waits for lost publishers.
+    pub fn accepts_replacement(&self) -> bool {
+        self.waits_for_publisher()
     }
 }
 
@@ -550,5 +639,103 @@ mod tests {
         ] {
             assert_eq!(StreamState::parse(s).unwrap().as_str(), s);
         }
+    }
+
+    #[test]
+    fn lost_publisher_is_waited_for_and_can_come_back() {
+        let mut l = Lifecycle::with_grace(StartMode::OnPublish, 15_000);
+        l.handle(Input::PublisherMedia, 1_000).unwrap();
+        l.handle(Input::Outputs(sum(1, 0, 0, 0)), 1_100).unwrap();
+        assert!(!l.accepts_publisher());
+        assert!(l.accepts_replacement());
+        let ice = Error::new(ErrorCode::IceFailed, "lost for 10 s");
+        // Lost: no state change, destinations stay, a new publisher may attach.
+        assert_eq!(
+            l.handle(Input::PublisherGone(Some(ice.clone())), 2_000)
+                .unwrap(),
+            None
+        );
+        assert_eq!(l.state(), S::Live);
+        let lost = l.publisher_lost().unwrap().clone();
+        assert_eq!((lost.since_ms, lost.until_ms), (2_000, 17_000));
+        assert!(l.accepts_publisher());
+        // Ticks inside the grace period change nothing.
+        assert_eq!(l.handle(Input::Tick, 16_999).unwrap(), None);
+        // The publisher comes back: same stream, still live, nothing in the history.
+        assert_eq!(l.handle(Input::PublisherMedia, 10_000).unwrap(), None);
+        assert!(l.publisher_lost().is_none());
+        assert!(!l.accepts_publisher());
+        assert_eq!(l.state(), S::Live);
+        // A stale timer of the first loss does nothing.
+        assert_eq!(l.handle(Input::Tick, 17_000).unwrap(), None);
+        // Lost again, and never back: publisher_lost.
+        l.handle(Input::PublisherGone(Some(ice)), 20_000).unwrap();
+        let (t, e) = l.handle(Input::Tick, 35_000).unwrap().unwrap();
+        assert_eq!(
+            (t.to, t.reason.as_str(), e),
+            (S::Stopping, "publisher_lost", Effect::TearDown)
+        );
+        l.handle(Input::Finished, 35_100).unwrap();
+        assert_eq!(l.state(), S::Failed);
+        assert_eq!(l.last().unwrap().reason, "publisher_lost");
+        assert_eq!(l.error().unwrap().code, ErrorCode::PublisherLost);
+        assert!(!l.accepts_publisher());
+    }
+
+    #[test]
+    fn shutdown_is_a_stop_with_its_own_reason() {
+        let mut l = Lifecycle::new(StartMode::OnPublish);
+        l.handle(Input::PublisherMedia, 1).unwrap();
+        let (t, e) = l.handle(Input::Shutdown, 2).unwrap().unwrap();
+        assert_eq!(
+            (t.to, t.reason.as_str(), e),
+            (S::Stopping, "server_shutdown", Effect::TearDown)
+        );
+        l.handle(Input::Finished, 3).unwrap();
+        assert_eq!(
+            (l.state(), l.last().unwrap().reason.as_str()),
+            (S::Ended, "server_shutdown")
+        );
+        assert_eq!(
+            l.handle(Input::Shutdown, 4).unwrap_err().code,
+            ErrorCode::Conflict
+        );
+    }
+
+    #[test]
+    fn publisher_that_leaves_ends_even_with_a_grace_period() {
+        let mut l = Lifecycle::with_grace(StartMode::OnPublish, 15_000);
+        l.handle(Input::PublisherMedia, 1).unwrap();
+        let (t, _) = l.handle(Input::PublisherGone(None), 2).unwrap().unwrap();
+        assert_eq!((t.to, t.reason.as_str()), (S::Stopping, "publisher_left"));
+        l.handle(Input::Finished, 3).unwrap();
+        assert_eq!(l.state(), S::Ended);
+    }
+
+    #[test]
+    fn stop_during_the_grace_period_ends_cleanly() {
+        let mut l = Lifecycle::with_grace(StartMode::Manual, 5_000);
+        l.handle(Input::PublisherMedia, 1).unwrap();
+        assert_eq!(l.state(), S::Ready);
+        let ice = Error::new(ErrorCode::IceFailed, "lost");
+        l.handle(Input::PublisherGone(Some(ice)), 2).unwrap();
+        assert!(l.publisher_lost().is_some());
+        l.handle(Input::Stop, 3).unwrap();
+        assert!(l.publisher_lost().is_none());
+        assert_eq!(l.handle(Input::Tick, 10_000).unwrap(), None);
+        l.handle(Input::Finished, 10_001).unwrap();
+        assert_eq!(l.state(), S::Ended);
+        assert_eq!(l.last().unwrap().reason, "stop_requested");
+    }
+
+    #[test]
+    fn before_media_a_lost_publisher_leaves_the_stream_created() {
+        let mut l = Lifecycle::with_grace(StartMode::OnPublish, 15_000);
+        assert!(!l.accepts_replacement());
+        let ice = Error::new(ErrorCode::IceFailed, "never connected");
+        assert_eq!(l.handle(Input::PublisherGone(Some(ice)), 1).unwrap(), None);
+        assert!(l.publisher_lost().is_none());
+        assert_eq!(l.state(), S::Created);
+        assert!(l.accepts_publisher());
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::lifecycle::{
-    Effect, Input, Lifecycle, OutputSummary, StartMode, StreamState, Transition,
+    Effect, Input, Lifecycle, OutputSummary, PublisherLost, StartMode, StreamState, Transition,
 };
 use super::persist::{self, Persister, Write};
 use crate::error::{Error, ErrorCode, Result};
@@ -37,6 +37,9 @@ pub struct ManagerConfig {
     pub session: SessionConfig,
     /// Time allowed for a stop (destinations finishing, peer connection closing).
     pub stop_timeout: Duration,
+    /// How long a stream whose publisher was lost keeps its destinations and waits for a
+    /// new publisher (zero: it ends at once).
+    pub publisher_grace: Duration,
 }
 
 /// A destination to create.
@@ -70,6 +73,15 @@ pub struct CreateStream {
 pub enum StreamEvent {
     /// The stream changed state.
     State(Transition),
+    /// The publisher was lost (the stream waits for it until `until_ms`) or came back.
+    Publisher {
+        /// `lost` or `resumed`.
+        state: &'static str,
+        /// Unix milliseconds when the grace period ends (`lost` only).
+        until_ms: Option<u64>,
+        /// Why it was lost (`lost` only).
+        error: Option<Error>,
+    },
     /// A destination changed state.
     Destination {
         /// The destination id.
@@ -132,6 +144,9 @@ pub struct StreamSnapshot {
     pub destinations: Vec<DestinationSnapshot>,
     /// Media figures of the current (or last) publisher.
     pub media: PipelineStats,
+    /// While the publisher is lost: since when, until when the stream waits, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_lost: Option<PublisherLost>,
     /// For a stream from before a restart: the figures saved when it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_figures: Option<serde_json::Value>,
@@ -155,7 +170,42 @@ struct Core {
     session_stats: SessionStats,
     media: PipelineStats,
     headers: [Option<MediaTag>; 3],
+    timeline: Timeline,
     teardown: bool,
+}
+
+/// The stream's output clock across publishers: a publisher that takes over (after a loss)
+/// starts its pipeline at 0 again; its tags are shifted so that every destination sees
+/// timestamps keep going forward, by the time the stream was without media.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Added to the current publisher's timestamps.
+    offset: u32,
+    /// The latest output timestamp so far, and when it was sent.
+    last: Option<(u32, std::time::Instant)>,
+    /// Set when a publisher attached to a stream that already sent media.
+    resuming: bool,
+}
+
+impl Timeline {
+    /// A new publisher attaches: its time 0 goes after everything sent so far.
+    fn new_publisher(&mut self, now: std::time::Instant) {
+        if let Some((last, at)) = self.last {
+            let gap = now
+                .saturating_duration_since(at)
+                .as_millis()
+                .min(u32::MAX as u128) as u32;
+            self.offset = last.saturating_add(gap.max(1));
+            self.resuming = true;
+        }
+    }
+
+    fn shift(&mut self, tag: &mut MediaTag, now: std::time::Instant) {
+        tag.timestamp = tag.timestamp.saturating_add(self.offset);
+        if self.last.is_none_or(|(last, _)| tag.timestamp >= last) {
+            self.last = Some((tag.timestamp, now));
+        }
+    }
 }
 
 /// One stream.
@@ -249,6 +299,7 @@ impl Stream {
                 })
                 .collect(),
             media: core.media.clone(),
+            publisher_lost: core.lifecycle.publisher_lost().cloned(),
             final_figures: None,
         }
     }
@@ -292,6 +343,36 @@ impl Stream {
         if let Some(p) = self.manager.upgrade().and_then(|m| m.persist.clone()) {
             p.send(write);
         }
+    }
+
+    /// Records a publisher event (not a state change) in the stream's event log.
+    fn persist_publisher_event(&self, core: &Core, reason: &str, message: &str) {
+        self.persist(Write::State {
+            stream: self.id.clone(),
+            state: core.lifecycle.state().as_str().to_string(),
+            reason: reason.to_string(),
+            detail: serde_json::json!({"message": message}).to_string(),
+        });
+    }
+
+    /// Feeds the lifecycle a tick at `at_ms` (unix milliseconds).
+    fn schedule_tick(&self, at_ms: u64) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                let wait = at_ms.saturating_sub(output::unix_ms()).max(10);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let mut core = lock(&me.core);
+                let _ = me.apply(&mut core, Input::Tick);
+                // Woken a little early by the wall clock: wait on; any other outcome (ended,
+                // resumed, lost again with its own timer) is this timer's end.
+                if core.lifecycle.publisher_lost().map(|l| l.until_ms) != Some(at_ms) {
+                    return;
+                }
+            }
+        });
     }
 
     fn persist_figures(&self, core: &Core) {
@@ -568,10 +649,16 @@ impl Stream {
 
     fn publish(&self, manager: &Inner, offer: &str) -> Result<(String, String)> {
         let mut core = lock(&self.core);
-        if core
-            .publisher
-            .as_ref()
-            .is_some_and(SessionHandle::is_running)
+        // A publisher whose ICE is disconnected may be replaced at once when the stream waits
+        // for lost publishers (the browser reloaded, the network changed).
+        let replace = core.publisher.as_ref().is_some_and(|p| {
+            p.is_running() && p.is_disconnected() && core.lifecycle.accepts_replacement()
+        });
+        if !replace
+            && core
+                .publisher
+                .as_ref()
+                .is_some_and(SessionHandle::is_running)
         {
             return Err(Error::new(
                 ErrorCode::PublisherExists,
@@ -579,7 +666,7 @@ impl Stream {
                  (DELETE its WHIP resource)",
             ));
         }
-        if !core.lifecycle.accepts_publisher() {
+        if !replace && !core.lifecycle.accepts_publisher() {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
@@ -601,7 +688,13 @@ impl Stream {
             manager.config.session.clone(),
             sink,
         );
-        core.publisher = Some(handle);
+        if let Some(old) = core.publisher.replace(handle) {
+            if replace {
+                tracing::info!(stream = %self.id, session = %old.id, "disconnected publisher replaced");
+            }
+            old.send(SessionCommand::Stop);
+        }
+        core.timeline.new_publisher(std::time::Instant::now());
         core.session_stats = SessionStats::default();
         tracing::info!(stream = %self.id, session = %session_id, "publisher attached");
         Ok((session_id, answer))
@@ -613,18 +706,38 @@ impl PublisherSink for Stream {
         let mut core = lock(&self.core);
         if core.publisher.as_ref().is_some_and(|p| p.id == session_id) {
             let _ = self.apply(&mut core, Input::PublisherMedia);
+            if std::mem::take(&mut core.timeline.resuming) {
+                tracing::info!(stream = %self.id, session = %session_id, "publisher resumed the stream");
+                self.emit(StreamEvent::Publisher {
+                    state: "resumed",
+                    until_ms: None,
+                    error: None,
+                });
+                self.persist_publisher_event(
+                    &core,
+                    "publisher_resumed",
+                    "a publisher resumed the stream",
+                );
+            }
         }
     }
 
-    fn tag(&self, tag: MediaTag) {
+    fn tag(&self, session_id: &str, mut tag: MediaTag) {
+        let mut core = lock(&self.core);
+        // Tags still flushed by a replaced session would break the new one's timeline.
+        if core.publisher.as_ref().is_none_or(|p| p.id != session_id) {
+            return;
+        }
+        core.timeline.shift(&mut tag, std::time::Instant::now());
         if tag.sequence_header {
             let slot = match tag.kind {
                 TagKind::Script => 0,
                 TagKind::Video => 1,
                 TagKind::Audio => 2,
             };
-            lock(&self.core).headers[slot] = Some(tag.clone());
+            core.headers[slot] = Some(tag.clone());
         }
+        drop(core);
         // No receiver (nothing started yet) is fine: the headers are kept above.
         let _ = self.media.send(tag);
     }
@@ -640,7 +753,23 @@ impl PublisherSink for Stream {
         if core.publisher.as_ref().is_none_or(|p| p.id != session_id) {
             return;
         }
+        let was_lost = core.lifecycle.publisher_lost().is_some();
         let _ = self.apply(&mut core, Input::PublisherGone(error));
+        if let Some(lost) = core
+            .lifecycle
+            .publisher_lost()
+            .cloned()
+            .filter(|_| !was_lost)
+        {
+            tracing::warn!(stream = %self.id, "publisher lost; waiting for it until the grace period ends");
+            self.emit(StreamEvent::Publisher {
+                state: "lost",
+                until_ms: Some(lost.until_ms),
+                error: Some(lost.error.clone()),
+            });
+            self.persist_publisher_event(&core, "publisher_lost_waiting", &lost.error.message);
+            self.schedule_tick(lost.until_ms);
+        }
     }
 }
 
@@ -789,13 +918,17 @@ impl StreamManager {
             me: me.clone(),
             manager,
             core: Mutex::new(Core {
-                lifecycle: Lifecycle::new(req.start),
+                lifecycle: Lifecycle::with_grace(
+                    req.start,
+                    self.inner.config.publisher_grace.as_millis() as u64,
+                ),
                 next_destination: destinations.len() + 1,
                 destinations,
                 publisher: None,
                 session_stats: SessionStats::default(),
                 media: PipelineStats::default(),
                 headers: [None, None, None],
+                timeline: Timeline::default(),
                 teardown: false,
             }),
             media,
@@ -953,7 +1086,8 @@ impl StreamManager {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).clone();
         for s in &streams {
-            let _ = s.stop();
+            let mut core = lock(&s.core);
+            let _ = s.apply(&mut core, Input::Shutdown);
         }
         let deadline = tokio::time::Instant::now()
             + self.inner.config.stop_timeout

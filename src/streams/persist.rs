@@ -182,6 +182,7 @@ pub(crate) fn snapshot_from_store(store: &Store, record: &StreamRecord) -> Strea
         publisher: None,
         destinations,
         media: Default::default(),
+        publisher_lost: None,
         final_figures: figures,
     }
 }

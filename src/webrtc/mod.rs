@@ -8,6 +8,7 @@ pub mod session;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,8 @@ pub use session::SessionCommand;
 pub trait PublisherSink: Send + Sync + 'static {
     /// The publisher's media started arriving (first frame after the connection).
     fn media_started(&self, session_id: &str);
-    /// A tag for every destination.
-    fn tag(&self, tag: MediaTag);
+    /// A tag for every destination, from session `session_id`.
+    fn tag(&self, session_id: &str, tag: MediaTag);
     /// Fresh pipeline figures (about once a second and at the end).
     fn stats(&self, stats: PipelineStats, session: SessionStats);
     /// The session is over: cleanly (`None`) or with an error (`ice_failed`, `internal`).
@@ -50,6 +51,9 @@ pub struct SessionConfig {
     pub connect_timeout: Duration,
     /// Time ICE may stay disconnected.
     pub disconnect_timeout: Duration,
+    /// A connected publisher from which nothing (media, RTCP, STUN) arrived for this long is
+    /// disconnected (ICE-lite alone notices only after 15 s).
+    pub silence_timeout: Duration,
     /// The pipeline's settings (`publisher_has_audio` is set from the offer).
     pub pipeline: PipelineConfig,
 }
@@ -67,6 +71,7 @@ pub struct SessionHandle {
     /// The session id (the last segment of the WHIP resource URL).
     pub id: String,
     commands: mpsc::Sender<SessionCommand>,
+    disconnected: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
@@ -78,6 +83,12 @@ impl SessionHandle {
     /// Whether the session task is still running.
     pub fn is_running(&self) -> bool {
         !self.commands.is_closed()
+    }
+
+    /// Whether the publisher's ICE is disconnected right now (the session has not given up
+    /// yet: it does after the disconnect timeout).
+    pub fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed)
     }
 
     /// Completes when the session task has ended.
@@ -184,7 +195,20 @@ impl Ingest {
         let rtc = Arc::new(Mutex::new(accepted.rtc));
         let mut config = config;
         config.pipeline.publisher_has_audio = accepted.has_audio;
-        session::spawn(self.mux.clone(), rtc, id.clone(), config, sink, rx);
-        SessionHandle { id, commands: tx }
+        let disconnected = Arc::new(AtomicBool::new(false));
+        session::spawn(
+            self.mux.clone(),
+            rtc,
+            id.clone(),
+            config,
+            sink,
+            rx,
+            disconnected.clone(),
+        );
+        SessionHandle {
+            id,
+            commands: tx,
+            disconnected,
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! The `Rtc` sits behind a mutex only so the socket task can ask it `accepts`; this task holds
 //! the lock for each mutation and the drain that must follow it, never across an `await`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,9 @@ struct Session {
     started: Instant,
     connect_deadline: Instant,
     disconnected_since: Option<Instant>,
+    disconnected: Arc<AtomicBool>,
+    last_datagram: Instant,
+    silent: bool,
     rtc_deadline: Instant,
     next_stats: Instant,
     media_started: bool,
@@ -79,6 +83,7 @@ pub(crate) fn spawn(
     config: SessionConfig,
     sink: Arc<dyn PublisherSink>,
     commands: mpsc::Receiver<SessionCommand>,
+    disconnected: Arc<AtomicBool>,
 ) {
     let (key, datagrams) = mux.register(rtc.clone());
     let now = Instant::now();
@@ -95,6 +100,9 @@ pub(crate) fn spawn(
         audio_mid: None,
         started: now,
         disconnected_since: None,
+        disconnected,
+        last_datagram: now,
+        silent: false,
         rtc_deadline: now,
         next_stats: now + STATS_EVERY,
         media_started: false,
@@ -174,6 +182,9 @@ impl Session {
         if let Some(since) = self.disconnected_since {
             d = d.min(since + self.config.disconnect_timeout);
         }
+        if self.stats.connected && !self.silent {
+            d = d.min(self.last_datagram + self.config.silence_timeout);
+        }
         if let Some(p) = self.pipeline.as_ref().and_then(Pipeline::poll_timeout) {
             d = d.min(p);
         }
@@ -229,6 +240,13 @@ impl Session {
 
     fn on_datagram(&mut self, d: Datagram) {
         self.stats.datagrams_in += 1;
+        self.last_datagram = d.at;
+        if self.silent {
+            // Heard from again: the disconnection was silence, not ICE.
+            self.silent = false;
+            self.disconnected_since = None;
+            self.disconnected.store(false, Ordering::Relaxed);
+        }
         let local = self.mux.local_addr();
         self.mutate(d.at, |rtc| {
             let Ok(contents) = d.data.as_ref().try_into() else {
@@ -259,6 +277,17 @@ impl Session {
                 ),
             )));
             return;
+        }
+        if self.stats.connected
+            && !self.silent
+            && now >= self.last_datagram + self.config.silence_timeout
+        {
+            // A live publisher sends RTCP or STUN every second or so; ICE-lite would notice
+            // only after 15 s without binding requests.
+            tracing::info!(session = %self.id, "publisher silent: treating it as disconnected");
+            self.silent = true;
+            self.disconnected_since.get_or_insert(self.last_datagram);
+            self.disconnected.store(true, Ordering::Relaxed);
         }
         if let Some(since) = self.disconnected_since {
             if now >= since + self.config.disconnect_timeout {
@@ -305,10 +334,14 @@ impl Session {
             Event::IceConnectionStateChange(state) => match state {
                 IceConnectionState::Disconnected => {
                     self.disconnected_since.get_or_insert(now);
+                    self.disconnected.store(true, Ordering::Relaxed);
                 }
                 IceConnectionState::Checking
                 | IceConnectionState::Connected
-                | IceConnectionState::Completed => self.disconnected_since = None,
+                | IceConnectionState::Completed => {
+                    self.disconnected_since = None;
+                    self.disconnected.store(false, Ordering::Relaxed);
+                }
                 IceConnectionState::New => {}
             },
             Event::MediaData(data) => {
@@ -358,7 +391,7 @@ impl Session {
         if let Some(p) = self.pipeline.as_mut() {
             while let Some(out) = p.poll_output() {
                 match out {
-                    PipelineOutput::Tag(tag) => self.sink.tag(tag),
+                    PipelineOutput::Tag(tag) => self.sink.tag(&self.id, tag),
                     PipelineOutput::RequestKeyframe => want_keyframe = true,
                 }
             }
@@ -373,7 +406,7 @@ impl Session {
         if let Some(p) = self.pipeline.as_mut() {
             while let Some(out) = p.poll_output() {
                 if let PipelineOutput::Tag(tag) = out {
-                    self.sink.tag(tag);
+                    self.sink.tag(&self.id, tag);
                 }
             }
         }

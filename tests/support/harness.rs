@@ -49,12 +49,18 @@ impl std::fmt::Debug for Harness {
 impl Harness {
     /// Starts nginx-rtmp and the server (loopback, free ports).
     pub async fn start(name: &str) -> Harness {
+        Harness::start_with(name, |_| {}).await
+    }
+
+    /// Starts nginx-rtmp and the server with its configuration changed by `edit`.
+    pub async fn start_with(name: &str, edit: impl FnOnce(&mut Config)) -> Harness {
         super::logs::capture();
         super::install_crypto_provider();
         let dir = test_dir(name);
         let nginx = Nginx::start(NginxOptions::default());
         let token = streamify::config::random_token();
-        let config = Config::local(dir.join("data"), token.clone());
+        let mut config = Config::local(dir.join("data"), token.clone());
+        edit(&mut config);
         let server = streamify::server::start(config)
             .await
             .unwrap_or_else(|e| panic!("the server did not start: {e}"));
@@ -82,6 +88,23 @@ impl Harness {
     /// Creates the test's stream, publishing to nginx.
     pub async fn create_stream(&self) -> StreamInfo {
         self.api.create_stream(&self.name, &self.rtmp_url()).await
+    }
+
+    /// Stops the stream, the server (destinations finish their publish) and nginx (recordings
+    /// finalized); returns the stream as it was just before the stop.
+    pub async fn stop_everything(&mut self, stream_id: &str) -> Value {
+        let stream = self.api.get_stream(stream_id).await;
+        let _ = self.api.stop_stream(stream_id).await;
+        if let Some(server) = self.server.take() {
+            within(
+                Duration::from_secs(20),
+                "server shutdown",
+                server.shutdown(),
+            )
+            .await;
+        }
+        self.nginx.stop();
+        stream
     }
 
     /// The logs a failure message should show (server, nginx), plus `extra` (browser console...).

@@ -70,10 +70,15 @@ impl Api {
 
     /// `POST /api/streams` with one RTMP destination; asserts 201 and the fields issue 3 names.
     pub async fn create_stream(&self, title: &str, rtmp_url: &str) -> StreamInfo {
-        let body = json!({
+        self.create_stream_from(json!({
             "title": title,
             "destinations": [{"type": "rtmp", "url": rtmp_url}],
-        });
+        }))
+        .await
+    }
+
+    /// `POST /api/streams` with `body`; asserts 201 and the fields issue 3 names.
+    pub async fn create_stream_from(&self, body: Value) -> StreamInfo {
         let resp = self
             .http
             .post(self.absolute("/api/streams"))
