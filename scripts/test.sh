@@ -7,6 +7,9 @@ scripts/install-deps.sh test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p streamify-rtmp -p streamify-flv --no-default-features -- -D warnings
+# --all-targets builds examples as test harnesses only; the rtmp nginx tests run the real
+# `publish` example binary, so build it first.
+cargo build --workspace --examples
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 scripts/fuzz.sh build

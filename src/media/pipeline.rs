@@ -75,6 +75,8 @@ pub struct Pipeline {
 
     /// Timestamp of the newest video tag: no later video tag is earlier.
     video_watermark: Option<u32>,
+    /// The timestamp of the last video frame that went out (frames never share one).
+    last_video_frame_ms: Option<u32>,
     video_queue: VecDeque<Queued>,
     audio_queue: VecDeque<Queued>,
     ready: VecDeque<PipelineOutput>,
@@ -121,6 +123,7 @@ impl Pipeline {
             last_key_media_us: None,
             last_request_at: None,
             video_watermark: None,
+            last_video_frame_ms: None,
             video_queue: VecDeque::with_capacity(64),
             audio_queue: VecDeque::with_capacity(64),
             ready: VecDeque::with_capacity(64),
@@ -173,6 +176,14 @@ impl Pipeline {
         }
         let ts = self.output_ms(media_us).unwrap_or(0);
         let ts = self.advance_video_watermark(ts);
+        // Two frames closer than a millisecond (a burst after a keyframe request, jitter in
+        // the publisher's clock) would share a timestamp, which FLV readers take as a DTS
+        // going back: each frame gets its own millisecond; later frames catch up.
+        let ts = match self.last_video_frame_ms {
+            Some(last) if ts <= last => self.advance_video_watermark(last + 1),
+            _ => ts,
+        };
+        self.last_video_frame_ms = Some(ts);
         if self.video.metadata_pending {
             self.video.metadata_pending = false;
             let tag = MediaTag {

@@ -802,3 +802,76 @@ fn aac_encoder_delay_is_2048_samples() {
     let info = encoder.info().unwrap();
     assert_eq!(&info.confBuf[..info.confSize as usize], &[0x11, 0x90]);
 }
+
+/// Chromium (WebSocket e2e run): two frames less than a millisecond apart on the output clock
+/// were stamped alike, and ffmpeg's strict decode of the recording said "non monotonically
+/// increasing dts". Every video frame gets a timestamp of its own.
+#[test]
+fn chromium_frames_closer_than_a_millisecond_get_timestamps_of_their_own() {
+    let mut run = Run::new(PipelineConfig::default());
+    let mut video = VideoSynth::new(320, 180, 30, 300_000);
+    let v0 = 5000u32;
+    let mut rtp = v0;
+    for n in 0..60u64 {
+        run.at(frame_time(n));
+        // Bursts: every fifth frame comes with the same RTP time as the one before, then one
+        // 45 ticks (0.5 ms) later.
+        if n % 5 == 4 {
+            rtp = rtp.wrapping_add(45);
+        } else if n % 5 != 3 {
+            rtp = v0.wrapping_add((n * 3000) as u32);
+        }
+        let (au, _) = video.next_frame(n == 0);
+        run.video(rtp, &au);
+    }
+    run.finish(frame_time(60) + Duration::from_millis(50));
+    let stamps: Vec<u32> = run
+        .media(TagKind::Video)
+        .iter()
+        .map(|t| t.timestamp)
+        .collect();
+    assert!(stamps.len() >= 50, "{stamps:?}");
+    for w in stamps.windows(2) {
+        assert!(
+            w[1] > w[0],
+            "two video frames share or go back in time: {stamps:?}"
+        );
+    }
+    assert_ordered(&run.tags);
+    let path = run.flv("same-ms-frames");
+    ffprobe::strict_decode(&path).expect("strictly clean");
+}
+
+/// The strict check the tests rely on refuses a video timestamp that goes back or repeats.
+#[test]
+fn strict_decode_refuses_video_timestamps_that_go_back_or_repeat() {
+    let mut run = Run::new(PipelineConfig::default());
+    let mut video = VideoSynth::new(320, 180, 30, 300_000);
+    let mut audio = AudioSynth::new(2);
+    plain_stream(&mut run, 2, &mut video, Some(&mut audio));
+    run.finish(Duration::from_millis(2050));
+    let good = run.flv("strict-good");
+    ffprobe::strict_decode(&good).expect("the pipeline's own tags are clean");
+    for (name, change) in [("strict-back", -40i64), ("strict-repeat", -33)] {
+        let mut tags = run.tags.clone();
+        let frames: Vec<usize> = (0..tags.len())
+            .filter(|&i| tags[i].kind == TagKind::Video && !tags[i].sequence_header)
+            .collect();
+        let victim = frames[frames.len() / 2];
+        let previous = tags[frames[frames.len() / 2 - 1]].timestamp;
+        tags[victim].timestamp = if change == -33 {
+            previous
+        } else {
+            (tags[victim].timestamp as i64 + change) as u32
+        };
+        let broken = Run {
+            tags,
+            ..Run::new(PipelineConfig::default())
+        };
+        let path = broken.flv(name);
+        assert!(
+            ffprobe::strict_decode(&path).is_err(),
+            "{name}: a video timestamp {change:+} ms went unnoticed"
+        );
+    }
+}

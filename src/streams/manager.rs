@@ -742,10 +742,13 @@ impl PublisherSink for Stream {
         let _ = self.media.send(tag);
     }
 
-    fn stats(&self, stats: PipelineStats, session: SessionStats) {
+    fn stats(&self, session_id: &str, stats: PipelineStats, session: SessionStats) {
         let mut core = lock(&self.core);
-        core.media = stats;
-        core.session_stats = session;
+        // A replaced session's last figures must not overwrite its successor's.
+        if core.publisher.as_ref().is_some_and(|p| p.id == session_id) {
+            core.media = stats;
+            core.session_stats = session;
+        }
     }
 
     fn ended(&self, session_id: &str, error: Option<Error>) {

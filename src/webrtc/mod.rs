@@ -26,7 +26,7 @@ pub trait PublisherSink: Send + Sync + 'static {
     /// A tag for every destination, from session `session_id`.
     fn tag(&self, session_id: &str, tag: MediaTag);
     /// Fresh pipeline figures (about once a second and at the end).
-    fn stats(&self, stats: PipelineStats, session: SessionStats);
+    fn stats(&self, session_id: &str, stats: PipelineStats, session: SessionStats);
     /// The session is over: cleanly (`None`) or with an error (`ice_failed`, `internal`).
     fn ended(&self, session_id: &str, error: Option<Error>);
 }

@@ -447,7 +447,7 @@ impl Session {
 
     fn report_stats(&self) {
         if let Some(p) = self.pipeline.as_ref() {
-            self.sink.stats(p.stats(), self.stats.clone());
+            self.sink.stats(&self.id, p.stats(), self.stats.clone());
         }
     }
 }

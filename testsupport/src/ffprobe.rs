@@ -7,12 +7,18 @@ use std::process::Command;
 
 /// Decodes every packet of `path` with `-xerror`; Ok only if ffmpeg exits 0 and prints
 /// nothing at level error (no corrupt frames, no non-monotonic timestamps).
+///
+/// Timestamps are judged at FLV's own resolution, the millisecond (`-enc_time_base 1:1000`):
+/// by default ffmpeg re-stamps decoded video in units of the SPS frame rate, so two valid
+/// frames 10 ms apart (a browser answering a keyframe request right after a frame) would
+/// collide there and read as a DTS going back. Timestamps that do go back or repeat are still
+/// refused.
 pub fn strict_decode(path: &Path) -> Result<(), String> {
     let ffmpeg = require_tool("ffmpeg");
     let out = Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-xerror", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        .args(["-enc_time_base", "1:1000", "-f", "null", "-"])
         .output()
         .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
