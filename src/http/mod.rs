@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod openapi;
 pub mod whip;
 pub mod ws;
 
@@ -75,6 +76,7 @@ pub fn router(state: AppState, cors_origins: &[String], extra: Option<Router>) -
         .route("/api/streams", post(api::create).get(api::list))
         .route("/api/streams/{id}", get(api::get).delete(api::delete))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/streams/{id}/destinations", post(api::add_destination))
         .route(
             "/api/streams/{id}/destinations/{destination}",
