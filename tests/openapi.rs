@@ -970,6 +970,35 @@ async fn real_answers_match_the_document() {
     s.shutdown().await;
 }
 
+/// A 204 from `DELETE /api/streams/{id}` means gone: not answered from the store afterwards.
+#[tokio::test]
+async fn a_deleted_stream_is_not_found_at_once() {
+    let doc = Doc::load();
+    let s = server(|_| {}).await;
+    let c = Checker {
+        doc: &doc,
+        server: &s,
+        client: client(),
+    };
+    let rtmp = format!("rtmp://127.0.0.1:{}/live/deleted-at-once", unused_port());
+    for _ in 0..30 {
+        let a = c
+            .authed("POST", "/api/streams", "/api/streams", |r| {
+                r.json(&json!({"destinations": [{"type": "rtmp", "url": rtmp}]}))
+            })
+            .await;
+        let id = a.json.unwrap()["id"].as_str().unwrap().to_string();
+        let one = format!("/api/streams/{id}");
+        let a = c.authed("DELETE", "/api/streams/{id}", &one, |r| r).await;
+        assert_eq!(a.status, 204);
+        let a = c.authed("GET", "/api/streams/{id}", &one, |r| r).await;
+        assert_eq!(code(&a), "not_found", "{}", a.text);
+        let a = c.authed("GET", "/api/streams", "/api/streams", |r| r).await;
+        assert!(!a.text.contains(&id), "listed after its delete: {}", a.text);
+    }
+    s.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // (b) Requests generated from the document
 
