@@ -150,6 +150,8 @@ pub async fn remove_destination(
 /// `DELETE /api/streams/{id}`.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     state.manager.delete(&id)?;
+    // The record leaves the store on its writer thread: a read after this 204 must be a 404.
+    state.manager.flush_store().await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod openapi;
 pub mod whip;
 pub mod ws;
 
@@ -75,6 +76,7 @@ pub fn router(state: AppState, cors_origins: &[String], extra: Option<Router>) -
         .route("/api/streams", post(api::create).get(api::list))
         .route("/api/streams/{id}", get(api::get).delete(api::delete))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/streams/{id}/destinations", post(api::add_destination))
         .route(
             "/api/streams/{id}/destinations/{destination}",
@@ -96,12 +98,16 @@ pub fn router(state: AppState, cors_origins: &[String], extra: Option<Router>) -
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
     if let Some(extra) = extra {
-        app = app.merge(extra);
+        // Again after the merge: the fallback reaches only the routes mounted before it.
+        app = app
+            .merge(extra)
+            .method_not_allowed_fallback(method_not_allowed);
     }
     let limit = state.limits.max_body_bytes;
     app.layer(middleware::from_fn(move |req: Request, next: Next| {
         content_length_limit(limit, req, next)
     }))
+    .layer(middleware::from_fn(utf8_path))
     .layer(middleware::from_fn_with_state(state, auth::require_token))
     .layer(cors(cors_origins))
     .layer(middleware::from_fn(whip::options_headers))
@@ -172,6 +178,40 @@ async fn content_length_limit(limit: usize, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
+/// A path whose percent-decoding is not UTF-8 would be refused by axum's `Path` extractor
+/// with a plain-text 400; it gets the JSON `invalid_request` instead, for every route.
+async fn utf8_path(req: Request, next: Next) -> Response {
+    if std::str::from_utf8(&percent_decoded(req.uri().path())).is_err() {
+        return Error::new(
+            ErrorCode::InvalidRequest,
+            "the path is not UTF-8 once percent-decoded",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// `%XX` decoded; anything else (a lone or malformed `%` too) kept as it is.
+fn percent_decoded(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn too_large(limit: usize) -> Error {
     Error::new(
         ErrorCode::PayloadTooLarge,
@@ -225,4 +265,16 @@ pub(crate) fn client_addr(req: &Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decoded;
+
+    #[test]
+    fn percent_decoding_keeps_what_is_not_an_escape() {
+        assert_eq!(percent_decoded("/a%2Fb%c3%a9"), b"/a/b\xc3\xa9");
+        assert_eq!(percent_decoded("/%ZZ/%+f/%4"), b"/%ZZ/%+f/%4");
+        assert!(std::str::from_utf8(&percent_decoded("/api/streams/%C3%28")).is_err());
+    }
 }
