@@ -595,6 +595,16 @@ impl Stream {
             .upgrade()
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "the stream is gone"))?;
         let mut core = lock(&self.core);
+        // The destination itself is checked first (a bad URL is 400 whatever the stream).
+        let id = format!("d{}", core.next_destination);
+        let destination = Destination::new(
+            id,
+            core.next_destination as i64 + 1,
+            spec,
+            manager.config.youtube.as_ref(),
+            self.owner.as_deref(),
+            caller,
+        )?;
         let state = core.lifecycle.state();
         if state.is_terminal() || state == StreamState::Stopping {
             return Err(Error::new(
@@ -611,15 +621,6 @@ impl Stream {
                 ),
             ));
         }
-        let id = format!("d{}", core.next_destination);
-        let destination = Destination::new(
-            id,
-            core.next_destination as i64 + 1,
-            spec,
-            manager.config.youtube.as_ref(),
-            self.owner.as_deref(),
-            caller,
-        )?;
         core.next_destination += 1;
         if let Some(p) = &manager.persist {
             p.send(Write::Destination(destination.record(&self.id)));
