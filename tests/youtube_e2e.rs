@@ -835,3 +835,54 @@ async fn streams_belong_to_the_account_that_created_them() {
     let (status, body) = env.call(reqwest::Method::DELETE, &path, &alice, None).await;
     assert_eq!(status, 204, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_before_live_removes_the_broadcast_and_its_stream() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let env = Env::start("yt-stop-early", |c| {
+        c.timing.active_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let me = Who::Browser(env.sign_in().await);
+    // YouTube never sees the stream arrive, so the destination stays connecting.
+    env.fake.set_active_delay(Duration::from_secs(3600));
+    let created = env
+        .create_youtube_stream(&me, "stopped early", json!({"type": "youtube"}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let publishing = env.publish(&created, &me, Duration::from_secs(6)).await;
+    let connecting = env
+        .wait_for(
+            &id,
+            &me,
+            Duration::from_secs(20),
+            "publishing to YouTube",
+            |v| {
+                !env.fake.publish_log().is_empty()
+                    && destination(v)["youtube"]["broadcast_id"].is_string()
+            },
+        )
+        .await;
+    assert_eq!(
+        state_of(&connecting),
+        ("starting", "connecting"),
+        "{connecting}"
+    );
+    let (status, body) = env
+        .post(&format!("/api/streams/{id}/stop"), &me, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ended = env
+        .wait_for(&id, &me, Duration::from_secs(15), "stream ended", |v| {
+            v["state"] == "ended"
+        })
+        .await;
+    assert_eq!(destination(&ended)["state"], "stopped", "{ended}");
+    assert!(
+        env.fake.broadcast_ids().is_empty(),
+        "{:?}",
+        env.fake.calls()
+    );
+    assert!(env.fake.stream_ids().is_empty(), "{:?}", env.fake.calls());
+    let _ = within(Duration::from_secs(30), "the publisher", publishing).await;
+}
