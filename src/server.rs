@@ -25,6 +25,7 @@ use crate::media::PipelineConfig;
 use crate::output::OutputConfig;
 use crate::streams::{ManagerConfig, StreamManager};
 use crate::webrtc::{Ingest, SessionConfig};
+use crate::youtube::{YouTube, YouTubeConfig};
 
 /// Failed authentications per client and minute before 429.
 pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 100;
@@ -114,6 +115,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
 /// Starts the server with `extra` routes merged in (behind the same authentication).
 pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<RunningServer> {
+    start_inner(config, extra, None).await
+}
+
+/// Starts the server with the given YouTube settings instead of the environment's (tests
+/// point them at a fake of Google).
+pub async fn start_with_youtube(config: Config, youtube: YouTubeConfig) -> Result<RunningServer> {
+    start_inner(config, None, Some(youtube)).await
+}
+
+async fn start_inner(
+    config: Config,
+    extra: Option<Router>,
+    youtube_config: Option<YouTubeConfig>,
+) -> Result<RunningServer> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     ensure_private_dir(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -151,6 +166,17 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
         Err(e) => tracing::error!("cannot mark interrupted streams: {e}"),
     }
     let persist = Arc::new(crate::streams::persist::Persister::new(store.clone()));
+    let youtube_config = youtube_config.unwrap_or_else(|| YouTubeConfig::from_env(&base_url));
+    let youtube = YouTube::new(youtube_config, store.clone())?;
+    if youtube.config().is_configured() {
+        // Broadcasts a crash left on YouTube are ended (or deleted) in the background.
+        let youtube = youtube.clone();
+        tokio::spawn(async move {
+            if let Err(e) = youtube.end_interrupted_broadcasts().await {
+                tracing::warn!("cannot end the broadcasts interrupted by a restart: {e}");
+            }
+        });
+    }
     let manager = StreamManager::new(
         ManagerConfig {
             max_streams: config.limits.max_streams,
@@ -172,6 +198,7 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
             },
             stop_timeout: Duration::from_millis(4500),
             publisher_grace: config.limits.publisher_grace,
+            youtube: Some(youtube.clone()),
         },
         ingest.clone(),
         Some(persist),
@@ -187,11 +214,8 @@ pub async fn start_with_routes(config: Config, extra: Option<Router>) -> Result<
         base_url: base_url.clone(),
         limits: config.limits.clone(),
         shutdown: shutdown_rx.clone(),
+        youtube: Some(youtube.clone()),
     };
-    let youtube = crate::youtube::YouTube::new(
-        crate::youtube::YouTubeConfig::from_env(&base_url),
-        store.clone(),
-    )?;
     let youtube_routes = crate::youtube::routes::router(crate::youtube::routes::YouTubeRoutes {
         youtube,
         api_token: Some(config.api_token.clone()),

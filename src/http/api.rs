@@ -1,4 +1,8 @@
 //! `/api/streams`: create, list, read, start, stop, delete, and the event stream (SSE).
+//!
+//! Every handler acts as the request's [`Caller`] (set by the authentication layer): a stream
+//! created with a YouTube session cookie belongs to that account, and other accounts get
+//! `not_found` for it and do not list it; the API token sees and manages every stream.
 
 use std::convert::Infallible;
 
@@ -6,13 +10,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::stream::{self, Stream as FuturesStream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{AppState, JsonBody};
 use crate::error::{Error, ErrorCode, Result};
-use crate::streams::{CreateStream, StreamSnapshot, StreamState};
+use crate::streams::{Caller, CreateStream, StreamSnapshot, StreamState};
 
 /// A stream as the API answers it: the snapshot plus where to publish.
 #[derive(Debug, serde::Serialize)]
@@ -38,9 +42,10 @@ pub(crate) fn view(state: &AppState, stream: StreamSnapshot) -> StreamView {
 /// `POST /api/streams`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(req): JsonBody<CreateStream>,
 ) -> Result<Response> {
-    let stream = state.manager.create(req)?;
+    let stream = state.manager.create(req, &caller)?;
     let location = format!("/api/streams/{}", stream.id());
     Ok((
         StatusCode::CREATED,
@@ -65,6 +70,7 @@ pub struct ListQuery {
 /// `GET /api/streams`.
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = query.map_err(|e| {
@@ -87,7 +93,7 @@ pub async fn list(
     };
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(50).min(200);
-    let (page, total) = state.manager.list(filter, offset, limit);
+    let (page, total) = state.manager.list(&caller, filter, offset, limit);
     let streams: Vec<StreamView> = page.into_iter().map(|s| view(&state, s)).collect();
     Ok(Json(serde_json::json!({
         "streams": streams,
@@ -101,17 +107,29 @@ pub async fn list(
 /// `GET /api/streams/{id}`.
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>> {
-    Ok(Json(view(&state, state.manager.snapshot(&id)?)))
+    Ok(Json(view(&state, visible_snapshot(&state, &caller, &id)?)))
+}
+
+/// The snapshot of stream `id` (live or stored) if `caller` may see it, else `not_found`.
+fn visible_snapshot(state: &AppState, caller: &Caller, id: &str) -> Result<StreamSnapshot> {
+    let snapshot = state.manager.snapshot(id)?;
+    if caller.can_see(snapshot.owner.as_deref()) {
+        Ok(snapshot)
+    } else {
+        Err(Error::new(ErrorCode::NotFound, "no such stream"))
+    }
 }
 
 /// `POST /api/streams/{id}/stop`.
 pub async fn stop(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>> {
-    let stream = state.manager.get(&id)?;
+    let stream = state.visible_stream(&caller, &id)?;
     stream.stop()?;
     Ok(Json(view(&state, stream.snapshot())))
 }
@@ -119,9 +137,10 @@ pub async fn stop(
 /// `POST /api/streams/{id}/start`.
 pub async fn start(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>> {
-    let stream = state.manager.get(&id)?;
+    let stream = state.visible_stream(&caller, &id)?;
     stream.start()?;
     Ok(Json(view(&state, stream.snapshot())))
 }
@@ -129,26 +148,33 @@ pub async fn start(
 /// `POST /api/streams/{id}/destinations` with `{"type":"rtmp","url":".."}`.
 pub async fn add_destination(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     JsonBody(spec): JsonBody<crate::streams::DestinationSpec>,
 ) -> Result<Response> {
-    let stream = state.manager.get(&id)?;
-    let destination = stream.add_destination(spec)?;
+    let stream = state.visible_stream(&caller, &id)?;
+    let destination = stream.add_destination(spec, &caller)?;
     Ok((StatusCode::CREATED, Json(destination)).into_response())
 }
 
 /// `DELETE /api/streams/{id}/destinations/{destination}`.
 pub async fn remove_destination(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, destination)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let stream = state.manager.get(&id)?;
+    let stream = state.visible_stream(&caller, &id)?;
     stream.remove_destination(&destination)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/streams/{id}`.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    visible_snapshot(&state, &caller, &id)?;
     state.manager.delete(&id)?;
     // The record leaves the store on its writer thread: a read after this 204 must be a 404.
     state.manager.flush_store().await;
@@ -157,8 +183,12 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 
 /// `GET /api/streams/{id}/events`: Server-Sent Events. First every transition so far
 /// (`event: state`), then each new one and every destination change (`event: destination`).
-pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
-    let stream = state.manager.get(&id)?;
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let stream = state.visible_stream(&caller, &id)?;
     let rx = stream.subscribe_events();
     let history = stream.history();
     let past = stream::iter(

@@ -3,6 +3,11 @@
 //! preflights and WHIP `OPTIONS`, the WebSocket route (it checks its own ticket), and the
 //! YouTube routes (`/auth/google/*` is the browser's sign-in; `/api/youtube/*` checks the
 //! session cookie or this same token itself).
+//!
+//! The stream routes (`/api/streams*`, `/whip/*`) also take the YouTube session cookie
+//! (`streamify_session`) as the identity of that account. Every authorized request carries its
+//! [`Caller`] as a request extension: the token sees every stream, an account its own. The
+//! cookie is `SameSite=Lax`, so other sites cannot make a browser send it with a `POST`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::error::{Error, ErrorCode};
+use crate::streams::Caller;
 
 /// Failures counted per client over this window.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -101,6 +107,12 @@ fn is_open(req: &Request) -> bool {
         || path.starts_with("/api/youtube/")
 }
 
+/// Routes where a signed-in browser acts as its account (not `/metrics`: that is for the
+/// operator's token).
+fn takes_session_cookie(path: &str) -> bool {
+    path == "/api/streams" || path.starts_with("/api/streams/") || path.starts_with("/whip/")
+}
+
 /// The 401 every protected route answers without the right token.
 pub fn unauthorized() -> Response {
     let mut r = Error::new(
@@ -129,7 +141,16 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
             .into_response();
         }
     }
-    if state.auth.headers_ok(req.headers()) {
+    let caller = if state.auth.headers_ok(req.headers()) {
+        Some(Caller::Token)
+    } else if takes_session_cookie(req.uri().path()) {
+        state.session_caller(req.headers())
+    } else {
+        None
+    };
+    if let Some(caller) = caller {
+        let mut req = req;
+        req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
     if let Some(ip) = ip {
@@ -162,5 +183,9 @@ mod tests {
         assert!(a.blocked(ip, t));
         assert!(!a.blocked(ip, t + WINDOW));
         assert!(!a.blocked("10.0.0.2".parse().unwrap(), t));
+        assert!(takes_session_cookie("/api/streams"));
+        assert!(takes_session_cookie("/whip/abc"));
+        assert!(!takes_session_cookie("/metrics"));
+        assert!(!takes_session_cookie("/api/streamsx"));
     }
 }

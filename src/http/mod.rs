@@ -26,7 +26,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Limits;
 use crate::error::{Error, ErrorCode};
-use crate::streams::StreamManager;
+use crate::streams::{Caller, Stream, StreamManager};
+use crate::youtube::YouTube;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Turns `true` when the server shuts down (WebSockets close).
     pub shutdown: watch::Receiver<bool>,
+    /// YouTube: its session cookie is an identity on the stream routes.
+    pub youtube: Option<Arc<YouTube>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -54,6 +57,23 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The stream `id` if `caller` may see it; `not_found` otherwise, exactly as for a stream
+    /// that does not exist.
+    pub fn visible_stream(&self, caller: &Caller, id: &str) -> Result<Arc<Stream>, Error> {
+        let stream = self.manager.get(id)?;
+        if caller.can_see(stream.owner()) {
+            Ok(stream)
+        } else {
+            Err(Error::new(ErrorCode::NotFound, "no such stream"))
+        }
+    }
+
+    /// The account of the request's YouTube session cookie, if it carries a live one.
+    pub fn session_caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let youtube = self.youtube.as_ref()?;
+        crate::youtube::routes::session_account(youtube, headers).map(Caller::Account)
+    }
+
     /// `ws://` or `wss://` form of the base URL.
     pub fn ws_base(&self) -> String {
         if let Some(rest) = self.base_url.strip_prefix("https://") {

@@ -6,13 +6,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::{media_type, read_body, AppState};
 use crate::error::{Error, ErrorCode, Result};
+use crate::streams::Caller;
 
 /// `POST /whip/{id}`.
 pub async fn publish(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -23,8 +26,8 @@ pub async fn publish(
             "a WHIP offer must be sent as Content-Type: application/sdp",
         ));
     }
-    // 404 before reading a body meant for nobody.
-    state.manager.get(&id)?;
+    // 404 before reading a body meant for nobody (or for another account's stream).
+    state.visible_stream(&caller, &id)?;
     let bytes = read_body(body, state.limits.max_body_bytes).await?;
     let offer = std::str::from_utf8(&bytes)
         .map_err(|_| Error::new(ErrorCode::InvalidSdp, "the SDP offer is not UTF-8 text"))?;
@@ -51,9 +54,10 @@ pub async fn publish(
 /// `DELETE /whip/{id}/sessions/{session}`.
 pub async fn end(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let stream = state.manager.get(&id)?;
+    let stream = state.visible_stream(&caller, &id)?;
     stream.end_session(&session)?;
     Ok(StatusCode::OK)
 }
@@ -62,6 +66,7 @@ pub async fn end(
 /// but they do no harm); an ICE restart is not supported (405, publish again instead).
 pub async fn patch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, session)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -72,7 +77,7 @@ pub async fn patch(
             "PATCH takes Content-Type: application/trickle-ice-sdpfrag",
         ));
     }
-    let stream = state.manager.get(&id)?;
+    let stream = state.visible_stream(&caller, &id)?;
     let bytes = read_body(body, state.limits.max_body_bytes).await?;
     let frag = String::from_utf8_lossy(&bytes);
     if stream.publisher_session().as_deref() != Some(session.as_str()) {

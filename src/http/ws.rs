@@ -3,7 +3,10 @@
 //! A browser cannot set headers on a WebSocket, and the long-lived API token never goes into a
 //! URL: `POST /api/streams/{id}/ws-ticket` (with the bearer token) returns a single-use ticket
 //! valid for 30 s, and the socket connects with `?ticket=<ticket>`. Clients that can set
-//! headers may send `Authorization: Bearer` instead.
+//! headers may send `Authorization: Bearer` instead; a browser signed in with Google may also
+//! connect with its session cookie to a stream of its own account (only from this server's own
+//! page: a foreign `Origin` is refused). A ticket is issued only for a stream its caller may
+//! see (the YouTube session cookie works for `ws-ticket` as well).
 //!
 //! Client messages: `{"type":"offer","sdp":..}`, `{"type":"candidate","candidate":..,
 //! "sdpMid":..,"sdpMLineIndex":..}`, `{"type":"bye"}`. Server messages: `{"type":"answer",
@@ -17,12 +20,12 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use tokio::sync::broadcast;
 
 use super::AppState;
 use crate::error::{Error, ErrorCode, Result};
-use crate::streams::Stream;
+use crate::streams::{Caller, Stream};
 
 /// How long a ticket is valid.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -66,8 +69,12 @@ impl Tickets {
 }
 
 /// `POST /api/streams/{id}/ws-ticket`.
-pub async fn ticket(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
-    state.manager.get(&id)?;
+pub async fn ticket(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    state.visible_stream(&caller, &id)?;
     let ticket = state.tickets.issue(&id);
     let ws_url = format!("{}/api/streams/{id}/ws?ticket={ticket}", state.ws_base());
     Ok((
@@ -100,14 +107,18 @@ pub async fn upgrade(
     >,
 ) -> Response {
     let ticket = query.ok().and_then(|Query(q)| q.ticket);
-    let authorized = match ticket {
-        Some(t) => state.tickets.redeem(&t, &id),
-        None => state.auth.headers_ok(&headers),
+    // A ticket was issued to a caller that may see this stream.
+    let caller = match ticket {
+        Some(t) => state.tickets.redeem(&t, &id).then_some(Caller::Token),
+        None if state.auth.headers_ok(&headers) => Some(Caller::Token),
+        // The cookie rides along with any page's WebSocket: only our own page may use it.
+        None if same_origin(&state, &headers) => state.session_caller(&headers),
+        None => None,
     };
-    if !authorized {
+    let Some(caller) = caller else {
         return super::auth::unauthorized();
-    }
-    let stream = match state.manager.get(&id) {
+    };
+    let stream = match state.visible_stream(&caller, &id) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -128,6 +139,14 @@ pub async fn upgrade(
     ws.max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| Signaling::new(state, stream, soft).run(socket))
+}
+
+/// Whether the request comes from this server's own page (or from no page at all).
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    match headers.get(axum::http::header::ORIGIN) {
+        None => true,
+        Some(origin) => origin.as_bytes() == state.base_url.as_bytes(),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

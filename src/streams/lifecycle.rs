@@ -107,7 +107,7 @@ pub enum StartMode {
 }
 
 /// How the destinations are doing, as counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutputSummary {
     /// Destinations in total.
     pub total: usize,
@@ -119,6 +119,36 @@ pub struct OutputSummary {
     pub reconnecting: usize,
     /// Given up.
     pub failed: usize,
+    /// The errors of the failed destinations, as `(destination id, error)`.
+    pub failures: Vec<(String, Error)>,
+}
+
+impl OutputSummary {
+    /// The stream's error when every destination failed: the destinations' own error when
+    /// they agree on its code (a person sees `youtube_quota_exceeded`, not a generic code),
+    /// else `rtmp_connection_lost` naming each one's.
+    fn failure(&self) -> Error {
+        let Some((_, first)) = self.failures.first() else {
+            return Error::new(ErrorCode::RtmpConnectionLost, "every destination failed");
+        };
+        if self.failures.iter().all(|(_, e)| e.code == first.code) {
+            let message = if self.failures.len() == 1 {
+                first.message.clone()
+            } else {
+                format!("every destination failed: {}", first.message)
+            };
+            return Error::new(first.code, message);
+        }
+        let each: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(id, e)| format!("{id}: {}", e.code.as_str()))
+            .collect();
+        Error::new(
+            ErrorCode::RtmpConnectionLost,
+            format!("every destination failed ({})", each.join(", ")),
+        )
+    }
 }
 
 /// Something that happened to the stream.
@@ -375,10 +405,7 @@ impl Lifecycle {
                 };
                 let effect = if to == S::Stopping {
                     if self.error.is_none() {
-                        self.error = Some(Error::new(
-                            ErrorCode::RtmpConnectionLost,
-                            "every destination failed",
-                        ));
+                        self.error = Some(sum.failure());
                     }
                     Effect::TearDown
                 } else {
@@ -502,6 +529,7 @@ mod tests {
             live,
             reconnecting,
             failed,
+            failures: Vec::new(),
         }
     }
 
@@ -680,6 +708,46 @@ mod tests {
         assert_eq!(l.last().unwrap().reason, "publisher_lost");
         assert_eq!(l.error().unwrap().code, ErrorCode::PublisherLost);
         assert!(!l.accepts_publisher());
+    }
+
+    #[test]
+    fn every_destination_failed_carries_their_own_code() {
+        let quota = Error::new(ErrorCode::YoutubeQuotaExceeded, "quota exceeded");
+        let rejected = Error::new(ErrorCode::RtmpPublishRejected, "BadName");
+        let failed = |failures: Vec<(&str, &Error)>| {
+            let mut l = Lifecycle::new(StartMode::OnPublish);
+            l.handle(Input::PublisherMedia, 1).unwrap();
+            let mut s = sum(0, 0, 0, failures.len());
+            s.failures = failures
+                .into_iter()
+                .map(|(id, e)| (id.to_string(), e.clone()))
+                .collect();
+            l.handle(Input::Outputs(s), 2).unwrap();
+            l.handle(Input::Finished, 3).unwrap();
+            assert_eq!(l.state(), S::Failed);
+            l.error().unwrap().clone()
+        };
+        let one = failed(vec![("d1", &quota)]);
+        assert_eq!(
+            (one.code, one.message.as_str()),
+            (ErrorCode::YoutubeQuotaExceeded, "quota exceeded")
+        );
+        assert_eq!(
+            failed(vec![("d1", &quota), ("d2", &quota)]).code,
+            ErrorCode::YoutubeQuotaExceeded
+        );
+        let mixed = failed(vec![("d1", &quota), ("d2", &rejected)]);
+        assert_eq!(mixed.code, ErrorCode::RtmpConnectionLost);
+        assert!(
+            mixed.message.contains("d1: youtube_quota_exceeded"),
+            "{}",
+            mixed.message
+        );
+        assert!(
+            mixed.message.contains("d2: rtmp_publish_rejected"),
+            "{}",
+            mixed.message
+        );
     }
 
     #[test]

@@ -10,10 +10,12 @@ use flv::TagKind;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::caller::Caller;
 use super::lifecycle::{
     Effect, Input, Lifecycle, OutputSummary, PublisherLost, StartMode, StreamState, Transition,
 };
 use super::persist::{self, Persister, Write};
+use super::youtube_destination::{self, YoutubeDestination, YoutubeView};
 use crate::error::{Error, ErrorCode, Result};
 use crate::media::{MediaTag, PipelineStats};
 use crate::output::{
@@ -23,6 +25,8 @@ use crate::store::{DestinationRecord, StreamRecord};
 use crate::webrtc::{
     Ingest, PublisherSink, SessionCommand, SessionConfig, SessionHandle, SessionStats,
 };
+use crate::youtube::live::Privacy;
+use crate::youtube::YouTube;
 
 /// Settings of the manager.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct ManagerConfig {
     /// How long a stream whose publisher was lost keeps its destinations and waits for a
     /// new publisher (zero: it ends at once).
     pub publisher_grace: Duration,
+    /// YouTube (sign-in, Live API), for `youtube` destinations.
+    pub youtube: Option<Arc<YouTube>>,
 }
 
 /// A destination to create.
@@ -50,6 +56,19 @@ pub enum DestinationSpec {
     Rtmp {
         /// `rtmp[s]://host[:port]/app/key`.
         url: String,
+    },
+    /// A YouTube Live broadcast created for the stream on a connected account.
+    Youtube {
+        /// Broadcast privacy (default `private`).
+        #[serde(default)]
+        privacy: Privacy,
+        /// Broadcast description.
+        #[serde(default)]
+        description: Option<String>,
+        /// The connected account (default: the stream owner's, or with the API token the only
+        /// connected one).
+        #[serde(default)]
+        account_id: Option<String>,
     },
 }
 
@@ -90,6 +109,9 @@ pub enum StreamEvent {
         state: DestinationState,
         /// Its last error.
         error: Option<Error>,
+        /// A YouTube destination's broadcast and health.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        youtube: Option<YoutubeView>,
     },
 }
 
@@ -98,10 +120,10 @@ pub enum StreamEvent {
 pub struct DestinationSnapshot {
     /// Id within the stream.
     pub id: String,
-    /// Always `rtmp` for now.
+    /// `rtmp` or `youtube`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The URL with the stream key masked.
+    /// The URL with the stream key masked (for `youtube`, the ingestion URL once known).
     pub url: String,
     /// State.
     pub state: DestinationState,
@@ -109,6 +131,9 @@ pub struct DestinationSnapshot {
     pub error: Option<Error>,
     /// Figures.
     pub stats: OutputStats,
+    /// For `youtube`: the broadcast, its watch URL and YouTube's health reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub youtube: Option<YoutubeView>,
 }
 
 /// The publisher as the API shows it.
@@ -150,6 +175,9 @@ pub struct StreamSnapshot {
     /// For a stream from before a restart: the figures saved when it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_figures: Option<serde_json::Value>,
+    /// The account that created it (`None`: the API token). Not shown.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 struct Destination {
@@ -160,6 +188,123 @@ struct Destination {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     persisted: DestinationState,
+    kind: DestinationKind,
+    /// Order within the stream (in the store).
+    position: i64,
+}
+
+enum DestinationKind {
+    Rtmp,
+    Youtube(Arc<YoutubeDestination>),
+}
+
+impl Destination {
+    /// Checks `spec` and makes destination `id` (at `position`) of a stream owned by `owner`.
+    fn new(
+        id: String,
+        position: i64,
+        spec: DestinationSpec,
+        youtube: Option<&Arc<YouTube>>,
+        owner: Option<&str>,
+        caller: &Caller,
+    ) -> Result<Destination> {
+        let (url, masked, kind) = match spec {
+            DestinationSpec::Rtmp { url } => {
+                output::validate_url(&url)?;
+                let masked = output::mask_url(&url);
+                (url, masked, DestinationKind::Rtmp)
+            }
+            DestinationSpec::Youtube {
+                privacy,
+                description,
+                account_id,
+            } => {
+                let y = YoutubeDestination::prepare(
+                    youtube,
+                    privacy,
+                    description,
+                    account_id.as_deref(),
+                    owner,
+                    caller,
+                )?;
+                (
+                    String::new(),
+                    String::new(),
+                    DestinationKind::Youtube(Arc::new(y)),
+                )
+            }
+        };
+        Ok(Destination {
+            id,
+            url,
+            masked,
+            status: Arc::new(OutputStatus::default()),
+            stop: watch::channel(false).0,
+            task: None,
+            persisted: DestinationState::Idle,
+            kind,
+            position,
+        })
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            DestinationKind::Rtmp => "rtmp",
+            DestinationKind::Youtube(_) => "youtube",
+        }
+    }
+
+    fn stats(&self) -> OutputStats {
+        match &self.kind {
+            DestinationKind::Rtmp => self.status.stats(),
+            DestinationKind::Youtube(y) => y.stats(),
+        }
+    }
+
+    fn youtube_view(&self) -> Option<YoutubeView> {
+        match &self.kind {
+            DestinationKind::Rtmp => None,
+            DestinationKind::Youtube(y) => Some(y.view()),
+        }
+    }
+
+    fn snapshot(&self) -> DestinationSnapshot {
+        let url = match &self.kind {
+            DestinationKind::Rtmp => self.masked.clone(),
+            DestinationKind::Youtube(y) => y.masked_url(),
+        };
+        DestinationSnapshot {
+            id: self.id.clone(),
+            kind: self.kind_name(),
+            url,
+            state: self.status.state(),
+            error: self.status.error(),
+            stats: self.stats(),
+            youtube: self.youtube_view(),
+        }
+    }
+
+    /// The store row (the RTMP URL is the sealed secret; a YouTube destination has none).
+    fn record(&self, stream_id: &str) -> DestinationRecord {
+        let (public, secret) = match &self.kind {
+            DestinationKind::Rtmp => (
+                serde_json::json!({"id": self.id, "url": self.masked}).to_string(),
+                Some(self.url.clone()),
+            ),
+            DestinationKind::Youtube(y) => (y.public_json(&self.id), None),
+        };
+        DestinationRecord {
+            id: persist::destination_key(stream_id, &self.id),
+            stream_id: stream_id.to_string(),
+            position: self.position,
+            kind: self.kind_name().into(),
+            public,
+            secret,
+            state: "idle".into(),
+            error: None,
+            figures: None,
+        }
+    }
 }
 
 struct Core {
@@ -212,6 +357,7 @@ impl Timeline {
 pub struct Stream {
     id: String,
     title: String,
+    owner: Option<String>,
     created_at_ms: u64,
     me: Weak<Stream>,
     manager: Weak<Inner>,
@@ -248,6 +394,11 @@ impl Stream {
     /// The current state.
     pub fn state(&self) -> StreamState {
         lock(&self.core).lifecycle.state()
+    }
+
+    /// The account that created it (`None`: the API token).
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// Watch state and destination changes.
@@ -289,18 +440,12 @@ impl Stream {
             destinations: core
                 .destinations
                 .iter()
-                .map(|d| DestinationSnapshot {
-                    id: d.id.clone(),
-                    kind: "rtmp",
-                    url: d.masked.clone(),
-                    state: d.status.state(),
-                    error: d.status.error(),
-                    stats: d.status.stats(),
-                })
+                .map(Destination::snapshot)
                 .collect(),
             media: core.media.clone(),
             publisher_lost: core.lifecycle.publisher_lost().cloned(),
             final_figures: None,
+            owner: self.owner.clone(),
         }
     }
 
@@ -379,7 +524,7 @@ impl Stream {
         let destinations: Vec<serde_json::Value> = core
             .destinations
             .iter()
-            .map(|d| serde_json::json!({"id": d.id, "stats": d.status.stats()}))
+            .map(|d| serde_json::json!({"id": d.id, "stats": d.stats()}))
             .collect();
         let json = serde_json::json!({
             "media": core.media,
@@ -408,7 +553,7 @@ impl Stream {
                         .status
                         .error()
                         .and_then(|e| serde_json::to_string(&e).ok()),
-                    figures: serde_json::to_string(&d.status.stats()).ok(),
+                    figures: serde_json::to_string(&d.stats()).ok(),
                 });
             }
         }
@@ -423,14 +568,37 @@ impl Stream {
         };
         for d in core.destinations.iter_mut().filter(|d| d.task.is_none()) {
             let context: Arc<dyn OutputContext> = me.clone();
-            d.task = Some(output::rtmp::spawn(
-                d.url.clone(),
-                d.masked.clone(),
-                manager.config.output.clone(),
-                d.status.clone(),
-                context,
-                d.stop.subscribe(),
-            ));
+            d.task = Some(match (&d.kind, &manager.config.youtube) {
+                (DestinationKind::Rtmp, _) => output::rtmp::spawn(
+                    d.url.clone(),
+                    d.masked.clone(),
+                    manager.config.output.clone(),
+                    d.status.clone(),
+                    context,
+                    d.stop.subscribe(),
+                ),
+                (DestinationKind::Youtube(y), Some(youtube)) => {
+                    youtube_destination::spawn(youtube_destination::Launch {
+                        destination: y.clone(),
+                        id: d.id.clone(),
+                        youtube: youtube.clone(),
+                        stream_id: self.id.clone(),
+                        title: self.title.clone(),
+                        output: manager.config.output.clone(),
+                        status: d.status.clone(),
+                        context,
+                        stop: d.stop.subscribe(),
+                        persist: manager.persist.clone().map(|p| (p, d.position)),
+                    })
+                }
+                (DestinationKind::Youtube(_), None) => {
+                    d.status.set(
+                        DestinationState::Failed,
+                        Some(crate::youtube::not_configured()),
+                    );
+                    tokio::spawn(async move { context.output_changed() })
+                }
+            });
         }
     }
 
@@ -489,7 +657,12 @@ impl Stream {
                 DestinationState::Connecting | DestinationState::Idle => s.connecting += 1,
                 DestinationState::Live => s.live += 1,
                 DestinationState::Reconnecting => s.reconnecting += 1,
-                DestinationState::Failed => s.failed += 1,
+                DestinationState::Failed => {
+                    s.failed += 1;
+                    if let Some(e) = d.status.error() {
+                        s.failures.push((d.id.clone(), e));
+                    }
+                }
                 DestinationState::Stopping | DestinationState::Stopped => {}
             }
         }
@@ -498,14 +671,26 @@ impl Stream {
 
     /// Adds a destination; it starts at once when the stream is sending (409 once the stream
     /// is stopping or over, 429 past the limit).
-    pub fn add_destination(&self, spec: DestinationSpec) -> Result<DestinationSnapshot> {
-        let DestinationSpec::Rtmp { url } = spec;
-        output::validate_url(&url)?;
+    pub fn add_destination(
+        &self,
+        spec: DestinationSpec,
+        caller: &Caller,
+    ) -> Result<DestinationSnapshot> {
         let manager = self
             .manager
             .upgrade()
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "the stream is gone"))?;
         let mut core = lock(&self.core);
+        // The destination itself is checked first (a bad URL is 400 whatever the stream).
+        let id = format!("d{}", core.next_destination);
+        let destination = Destination::new(
+            id,
+            core.next_destination as i64 + 1,
+            spec,
+            manager.config.youtube.as_ref(),
+            self.owner.as_deref(),
+            caller,
+        )?;
         let state = core.lifecycle.state();
         if state.is_terminal() || state == StreamState::Stopping {
             return Err(Error::new(
@@ -522,45 +707,17 @@ impl Stream {
                 ),
             ));
         }
-        let id = format!("d{}", core.next_destination);
         core.next_destination += 1;
-        let destination = Destination {
-            id: id.clone(),
-            masked: output::mask_url(&url),
-            url,
-            status: Arc::new(OutputStatus::default()),
-            stop: watch::channel(false).0,
-            task: None,
-            persisted: DestinationState::Idle,
-        };
         if let Some(p) = &manager.persist {
-            p.send(Write::Destination(DestinationRecord {
-                id: persist::destination_key(&self.id, &destination.id),
-                stream_id: self.id.clone(),
-                position: core.next_destination as i64,
-                kind: "rtmp".into(),
-                public: serde_json::json!({"id": destination.id, "url": destination.masked})
-                    .to_string(),
-                secret: Some(destination.url.clone()),
-                state: "idle".into(),
-                error: None,
-                figures: None,
-            }));
+            p.send(Write::Destination(destination.record(&self.id)));
         }
-        tracing::info!(stream = %self.id, destination = %destination.masked, "destination added");
+        tracing::info!(stream = %self.id, destination = %destination.id,
+            kind = destination.kind_name(), url = %destination.masked, "destination added");
         core.destinations.push(destination);
         if state.is_sending() {
             self.start_outputs(&mut core);
         }
-        let d = core.destinations.last().expect("just pushed");
-        Ok(DestinationSnapshot {
-            id: d.id.clone(),
-            kind: "rtmp",
-            url: d.masked.clone(),
-            state: d.status.state(),
-            error: d.status.error(),
-            stats: d.status.stats(),
-        })
+        Ok(core.destinations.last().expect("just pushed").snapshot())
     }
 
     /// Removes a destination (its publish is finished cleanly first). A stream keeps at least
@@ -798,6 +955,7 @@ impl OutputContext for Stream {
                 id: d.id.clone(),
                 state,
                 error: d.status.error(),
+                youtube: d.youtube_view(),
             });
         }
         self.persist_destinations(&mut core);
@@ -852,8 +1010,9 @@ impl StreamManager {
         &self.inner.ingest
     }
 
-    /// Creates a stream (validated: title, 1..=max destinations, URLs, stream limit).
-    pub fn create(&self, req: CreateStream) -> Result<Arc<Stream>> {
+    /// Creates a stream owned by `caller` (validated: title, 1..=max destinations, URLs,
+    /// YouTube accounts, stream limit).
+    pub fn create(&self, req: CreateStream, caller: &Caller) -> Result<Arc<Stream>> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(Error::new(
                 ErrorCode::Conflict,
@@ -882,10 +1041,22 @@ impl StreamManager {
                 ),
             ));
         }
-        for d in &req.destinations {
-            let DestinationSpec::Rtmp { url } = d;
-            output::validate_url(url)?;
-        }
+        let owner = caller.owner().map(str::to_string);
+        let destinations: Vec<Destination> = req
+            .destinations
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                Destination::new(
+                    format!("d{}", i + 1),
+                    i as i64,
+                    spec,
+                    self.inner.config.youtube.as_ref(),
+                    owner.as_deref(),
+                    caller,
+                )
+            })
+            .collect::<Result<_>>()?;
         let mut streams = lock(&self.inner.streams);
         let active = streams.iter().filter(|s| !s.state().is_terminal()).count();
         if active >= self.inner.config.max_streams {
@@ -897,26 +1068,13 @@ impl StreamManager {
                 ),
             ));
         }
-        let destinations: Vec<Destination> = req
-            .destinations
-            .into_iter()
-            .enumerate()
-            .map(|(i, DestinationSpec::Rtmp { url })| Destination {
-                id: format!("d{}", i + 1),
-                masked: output::mask_url(&url),
-                url,
-                status: Arc::new(OutputStatus::default()),
-                stop: watch::channel(false).0,
-                task: None,
-                persisted: DestinationState::Idle,
-            })
-            .collect();
         let (media, _) = broadcast::channel(MEDIA_QUEUE);
         let (events, _) = broadcast::channel(64);
         let manager = Arc::downgrade(&self.inner);
         let stream = Arc::new_cyclic(|me| Stream {
             id: new_id(),
             title,
+            owner,
             created_at_ms: output::unix_ms(),
             me: me.clone(),
             manager,
@@ -945,7 +1103,7 @@ impl StreamManager {
             };
             p.send(Write::Stream(StreamRecord {
                 id: stream.id.clone(),
-                owner: None,
+                owner: stream.owner.clone(),
                 state: StreamState::Created.as_str().to_string(),
                 reason: Some("created".into()),
                 spec: serde_json::to_string(&spec).unwrap_or_default(),
@@ -955,18 +1113,8 @@ impl StreamManager {
                 ended_at_ms: None,
             }));
             let core = lock(&stream.core);
-            for (i, d) in core.destinations.iter().enumerate() {
-                p.send(Write::Destination(DestinationRecord {
-                    id: persist::destination_key(&stream.id, &d.id),
-                    stream_id: stream.id.clone(),
-                    position: i as i64,
-                    kind: "rtmp".into(),
-                    public: serde_json::json!({"id": d.id, "url": d.masked}).to_string(),
-                    secret: Some(d.url.clone()),
-                    state: "idle".into(),
-                    error: None,
-                    figures: None,
-                }));
+            for d in &core.destinations {
+                p.send(Write::Destination(d.record(&stream.id)));
             }
         }
         streams.push(stream.clone());
@@ -998,9 +1146,11 @@ impl StreamManager {
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no such stream"))
     }
 
-    /// Streams in creation order, optionally only those in `state`; `(page, total matching)`.
+    /// Streams `caller` may see in creation order, optionally only those in `state`;
+    /// `(page, total matching)`.
     pub fn list(
         &self,
+        caller: &Caller,
         state: Option<StreamState>,
         offset: usize,
         limit: usize,
@@ -1008,6 +1158,7 @@ impl StreamManager {
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).clone();
         let mut matching: Vec<StreamSnapshot> = streams
             .iter()
+            .filter(|s| caller.can_see(s.owner()))
             .filter(|s| state.is_none_or(|want| s.state() == want))
             .map(|s| s.snapshot())
             .collect();
@@ -1018,7 +1169,9 @@ impl StreamManager {
                 .streams(state.map(StreamState::as_str), 10_000, 0)
                 .unwrap_or_default();
             for record in stored {
-                if !streams.iter().any(|s| s.id == record.id) {
+                if !streams.iter().any(|s| s.id == record.id)
+                    && caller.can_see(record.owner.as_deref())
+                {
                     matching.push(persist::snapshot_from_store(p.store(), &record));
                 }
             }

@@ -153,9 +153,11 @@ pub(crate) fn snapshot_from_store(store: &Store, record: &StreamRecord) -> Strea
         .map(|d| {
             let public: serde_json::Value =
                 serde_json::from_str(&d.public).unwrap_or(serde_json::Value::Null);
+            let youtube = (d.kind == "youtube")
+                .then(|| super::youtube_destination::view_from_public(&public));
             DestinationSnapshot {
                 id: public["id"].as_str().unwrap_or(&d.id).to_string(),
-                kind: "rtmp",
+                kind: if youtube.is_some() { "youtube" } else { "rtmp" },
                 url: public["url"].as_str().unwrap_or("").to_string(),
                 state: serde_json::from_value(serde_json::Value::String(d.state.clone()))
                     .unwrap_or(DestinationState::Stopped),
@@ -168,6 +170,7 @@ pub(crate) fn snapshot_from_store(store: &Store, record: &StreamRecord) -> Strea
                     .as_deref()
                     .and_then(|f| serde_json::from_str::<OutputStats>(f).ok())
                     .unwrap_or_default(),
+                youtube,
             }
         })
         .collect();
@@ -184,5 +187,6 @@ pub(crate) fn snapshot_from_store(store: &Store, record: &StreamRecord) -> Strea
         media: Default::default(),
         publisher_lost: None,
         final_figures: figures,
+        owner: record.owner.clone(),
     }
 }

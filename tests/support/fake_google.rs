@@ -49,8 +49,16 @@ impl Drop for FakeGoogle {
     }
 }
 
+/// A Google user's YouTube channel.
+#[derive(Clone)]
+struct Channel {
+    id: String,
+    title: String,
+}
+
 #[derive(Clone)]
 struct CodeGrant {
+    channel: Channel,
     client_id: String,
     redirect_uri: String,
     challenge: Option<String>,
@@ -62,6 +70,7 @@ struct CodeGrant {
 
 #[derive(Clone)]
 struct AccessGrant {
+    channel: Channel,
     scope: String,
     expires: Instant,
     refresh: Option<String>,
@@ -69,6 +78,7 @@ struct AccessGrant {
 
 #[derive(Clone)]
 struct RefreshGrant {
+    channel: Channel,
     scope: String,
     revoked: bool,
 }
@@ -349,9 +359,17 @@ impl FakeGoogle {
     pub fn client_secret(&self) -> String {
         self.state().client_secret.clone()
     }
-    /// The channel id of the signed-in user.
+    /// The channel id of the user who signs in (see [`FakeGoogle::switch_user`]).
     pub fn channel_id(&self) -> String {
         self.state().channel_id.clone()
+    }
+    /// From now on another Google user (with a channel of its own titled `title`) signs in;
+    /// returns its channel id. Tokens already issued keep their user.
+    pub fn switch_user(&self, title: &str) -> String {
+        let mut s = self.state();
+        s.channel_id = format!("UC{}", random_string(22, ID_ALPHABET));
+        s.channel_title = title.into();
+        s.channel_id.clone()
     }
     /// The user refuses consent (`error=access_denied`).
     pub fn refuse_consent(&self, refuse: bool) {
@@ -527,9 +545,14 @@ async fn authorize(State(state): State<Shared>, RawQuery(query): RawQuery) -> Re
     });
     let scope = s.grant_scope.clone();
     let client_id = s.client_id.clone();
+    let channel = Channel {
+        id: s.channel_id.clone(),
+        title: s.channel_title.clone(),
+    };
     s.codes.insert(
         code.clone(),
         CodeGrant {
+            channel,
             client_id,
             redirect_uri: redirect_uri.clone(),
             challenge,
@@ -557,11 +580,12 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         return token_error(401, "invalid_client", "Unauthorized");
     }
     let ttl = s.access_ttl;
-    let issue = |s: &mut FakeState, scope: &str, refresh: Option<String>| {
+    let issue = |s: &mut FakeState, channel: &Channel, scope: &str, refresh: Option<String>| {
         let access = format!("ya29.fake-{}", random_string(80, ID_ALPHABET));
         s.access.insert(
             access.clone(),
             AccessGrant {
+                channel: channel.clone(),
                 scope: scope.into(),
                 expires: Instant::now() + ttl,
                 refresh,
@@ -605,25 +629,26 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> 
             s.refresh.insert(
                 refresh.clone(),
                 RefreshGrant {
+                    channel: grant.channel.clone(),
                     scope: grant.scope.clone(),
                     revoked: false,
                 },
             );
-            let access = issue(&mut s, &grant.scope, Some(refresh.clone()));
+            let access = issue(&mut s, &grant.channel, &grant.scope, Some(refresh.clone()));
             Json(json!({"access_token": access, "expires_in": ttl.as_secs(), "refresh_token": refresh,
                 "scope": grant.scope, "token_type": "Bearer"}))
             .into_response()
         }
         "refresh_token" => {
             let refresh = get("refresh_token");
-            let scope = match s.refresh.get(&refresh) {
-                Some(g) if !g.revoked => g.scope.clone(),
+            let (channel, scope) = match s.refresh.get(&refresh) {
+                Some(g) if !g.revoked => (g.channel.clone(), g.scope.clone()),
                 _ => {
                     return token_error(400, "invalid_grant", "Token has been expired or revoked.")
                 }
             };
             s.refreshes += 1;
-            let access = issue(&mut s, &scope, Some(refresh));
+            let access = issue(&mut s, &channel, &scope, Some(refresh));
             Json(
                 json!({"access_token": access, "expires_in": ttl.as_secs(), "scope": scope,
                 "token_type": "Bearer"}),
@@ -816,9 +841,9 @@ async fn youtube_api(
         }
     };
     match call.name {
-        "channels.list" => channels_list(&s, &q),
-        "liveBroadcasts.insert" => broadcast_insert(&mut s, &q, &body),
-        "liveStreams.insert" => stream_insert(&mut s, &q, &body),
+        "channels.list" => channels_list(&s, &q, &grant.channel),
+        "liveBroadcasts.insert" => broadcast_insert(&mut s, &q, &body, &grant.channel),
+        "liveStreams.insert" => stream_insert(&mut s, &q, &body, &grant.channel),
         "liveBroadcasts.bind" => bind(&mut s, &q),
         "liveStreams.list" => streams_list(&s, &q),
         "liveBroadcasts.list" => broadcasts_list(&s, &q),
@@ -834,7 +859,7 @@ async fn youtube_api(
     }
 }
 
-fn channels_list(s: &FakeState, q: &HashMap<String, String>) -> Response {
+fn channels_list(s: &FakeState, q: &HashMap<String, String>, channel: &Channel) -> Response {
     if !parts_ok(
         q,
         &["id", "snippet", "contentDetails", "statistics", "status"],
@@ -843,8 +868,8 @@ fn channels_list(s: &FakeState, q: &HashMap<String, String>) -> Response {
     }
     let items = if s.has_channel && q.get("mine").map(String::as_str) == Some("true") {
         vec![
-            json!({"kind": "youtube#channel", "etag": "e", "id": s.channel_id,
-            "snippet": {"title": s.channel_title, "description": "", "publishedAt": "2020-01-01T00:00:00Z"}}),
+            json!({"kind": "youtube#channel", "etag": "e", "id": channel.id,
+            "snippet": {"title": channel.title, "description": "", "publishedAt": "2020-01-01T00:00:00Z"}}),
         ]
     } else {
         Vec::new()
@@ -854,7 +879,12 @@ fn channels_list(s: &FakeState, q: &HashMap<String, String>) -> Response {
     .into_response()
 }
 
-fn broadcast_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value) -> Response {
+fn broadcast_insert(
+    s: &mut FakeState,
+    q: &HashMap<String, String>,
+    body: &Value,
+    channel: &Channel,
+) -> Response {
     if !parts_ok(q, &["id", "snippet", "contentDetails", "status"]) {
         return bad_part();
     }
@@ -899,7 +929,7 @@ fn broadcast_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value
         .unwrap_or(true);
     let resource = json!({
         "kind": "youtube#liveBroadcast", "etag": "e", "id": id,
-        "snippet": {"publishedAt": rfc3339_now(), "channelId": s.channel_id, "title": title,
+        "snippet": {"publishedAt": rfc3339_now(), "channelId": channel.id, "title": title,
             "description": body["snippet"]["description"].as_str().unwrap_or_default(),
             "scheduledStartTime": body["snippet"]["scheduledStartTime"],
             "liveChatId": format!("Cg0KC{}", random_string(20, ID_ALPHABET)), "isDefaultBroadcast": false},
@@ -925,7 +955,12 @@ fn broadcast_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value
     Json(resource).into_response()
 }
 
-fn stream_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value) -> Response {
+fn stream_insert(
+    s: &mut FakeState,
+    q: &HashMap<String, String>,
+    body: &Value,
+    channel: &Channel,
+) -> Response {
     if !parts_ok(q, &["id", "snippet", "cdn", "contentDetails", "status"]) {
         return bad_part();
     }
@@ -977,7 +1012,7 @@ fn stream_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value) -
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_micros();
-    let id = format!("{}{micros}", &s.channel_id[2..]);
+    let id = format!("{}{micros}", &channel.id[2..]);
     let key = (0..5)
         .map(|_| random_string(4, KEY_ALPHABET))
         .collect::<Vec<_>>()
@@ -988,7 +1023,7 @@ fn stream_insert(s: &mut FakeState, q: &HashMap<String, String>, body: &Value) -
     let backup = |a: &str| format!("{a}?backup=1");
     let resource = json!({
         "kind": "youtube#liveStream", "etag": "e", "id": id,
-        "snippet": {"publishedAt": rfc3339_now(), "channelId": s.channel_id, "title": title,
+        "snippet": {"publishedAt": rfc3339_now(), "channelId": channel.id, "title": title,
             "description": body["snippet"]["description"].as_str().unwrap_or_default(), "isDefaultStream": false},
         "cdn": {"format": "variable", "ingestionType": ingestion,
             "resolution": resolution.unwrap_or("variable"), "frameRate": frame_rate.unwrap_or("variable"),
