@@ -391,11 +391,7 @@ impl ChunkDecoder {
     }
 
     /// Decodes `input`, appending every completed message to `out`.
-    pub fn decode(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Vec<RawMessage>,
-    ) -> Result<(), ChunkError> {
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<RawMessage>) -> Result<(), ChunkError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
