@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
 const EXTENDED: u32 = 0x00FF_FFFF;
 /// Longest chunk header: 3 basic + 11 message + 4 extended timestamp.
 const MAX_HEADER: usize = 18;
+/// The most a decoder reserves on a chunk stream before the bytes arrive.
+const PREALLOCATE_MAX: u32 = 64 * 1024;
 
 /// Message type ids.
 pub mod msg_type {
@@ -492,7 +494,6 @@ impl ChunkDecoder {
         };
         let max = self.config.max_message_size;
         let chunk_size = self.chunk_size;
-        let dump = HexDump::new(&self.header_buf[..parsed.len]);
         let st = &mut self.streams[idx];
         let in_progress = st.received > 0 && st.received < st.length;
         if parsed.fmt == 3 && in_progress {
@@ -509,7 +510,7 @@ impl ChunkDecoder {
                 type_id: st.header.type_id,
                 received: st.received,
                 length: st.length,
-                dump,
+                dump: dump(),
             });
         }
         match parsed.fmt {
@@ -545,15 +546,20 @@ impl ChunkDecoder {
                 type_id: st.header.type_id,
                 length: st.length,
                 max,
-                dump,
+                dump: dump(),
             });
         }
         st.received = 0;
         st.offset = header_offset;
         st.buf.clear();
-        // Never trust the declared length for the allocation: it grows with the data.
-        st.buf
-            .reserve(st.length.min(chunk_size).min(64 * 1024) as usize);
+        // The declared length is trusted for the allocation only up to
+        // PREALLOCATE_MAX; beyond, the buffer grows with the data. Messages are carved
+        // out of blocks of that size (one allocation for many small messages), and a
+        // block whose `Bytes` the consumer has all dropped is reused.
+        let need = st.length.min(PREALLOCATE_MAX) as usize;
+        if st.buf.capacity() < need {
+            st.buf.reserve(PREALLOCATE_MAX as usize);
+        }
         if st.length == 0 {
             self.finish_message(idx, out)?;
             return Ok(lookahead);
