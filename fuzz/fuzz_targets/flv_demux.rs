@@ -48,8 +48,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(tags_whole, tags_split);
     // The signature check may fail earlier on a short first piece, with a shorter dump.
     assert_eq!(
-        err_whole.as_ref().map(|e| (e.offset(), std::mem::discriminant(e))),
-        err_split.as_ref().map(|e| (e.offset(), std::mem::discriminant(e)))
+        err_whole
+            .as_ref()
+            .map(|e| (e.offset(), std::mem::discriminant(e))),
+        err_split
+            .as_ref()
+            .map(|e| (e.offset(), std::mem::discriminant(e)))
     );
     assert_eq!(fin_whole, fin_split);
     for tag in &tags_whole {

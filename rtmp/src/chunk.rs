@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
 const EXTENDED: u32 = 0x00FF_FFFF;
 /// Longest chunk header: 3 basic + 11 message + 4 extended timestamp.
 const MAX_HEADER: usize = 18;
+/// The most a decoder reserves on a chunk stream before the bytes arrive.
+const PREALLOCATE_MAX: u32 = 64 * 1024;
 
 /// Message type ids.
 pub mod msg_type {
@@ -297,6 +299,32 @@ enum DecodeState {
     Payload { idx: usize, remaining: u32 },
 }
 
+/// Bytes taken into the header buffer that belong after the header.
+#[derive(Debug, Default)]
+struct Lookahead {
+    buf: [u8; MAX_HEADER],
+    len: usize,
+}
+
+impl Lookahead {
+    fn new(bytes: &[u8]) -> Self {
+        let mut buf = [0; MAX_HEADER];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Lookahead {
+            buf,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// What parsing a chunk header found.
 struct ParsedHeader {
     fmt: u8,
@@ -365,24 +393,36 @@ impl ChunkDecoder {
     }
 
     /// Decodes `input`, appending every completed message to `out`.
-    pub fn decode(
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<RawMessage>) -> Result<(), ChunkError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let result = self.decode_bytes(input, out);
+        if let Err(e) = &result {
+            self.error = Some(e.clone());
+        }
+        result
+    }
+
+    fn decode_bytes(
         &mut self,
         mut input: &[u8],
         out: &mut Vec<RawMessage>,
     ) -> Result<(), ChunkError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
         while !input.is_empty() {
-            let result = match self.state {
-                DecodeState::Header => self.step_header(&mut input, out),
-                DecodeState::Payload { idx, remaining } => {
-                    self.step_payload(idx, remaining, &mut input, out)
+            match self.state {
+                DecodeState::Header => {
+                    let lookahead = self.step_header(&mut input, out)?;
+                    // Bytes an earlier read left in the header buffer that turned out
+                    // to follow the header: decode them before the rest of `input`.
+                    // They start in the payload, so this nests at most once.
+                    if !lookahead.is_empty() {
+                        self.decode_bytes(lookahead.bytes(), out)?;
+                    }
                 }
-            };
-            if let Err(e) = result {
-                self.error = Some(e.clone());
-                return Err(e);
+                DecodeState::Payload { idx, remaining } => {
+                    self.step_payload(idx, remaining, &mut input, out)?
+                }
             }
         }
         Ok(())
@@ -392,29 +432,29 @@ impl ChunkDecoder {
         &mut self,
         input: &mut &[u8],
         out: &mut Vec<RawMessage>,
-    ) -> Result<(), ChunkError> {
+    ) -> Result<Lookahead, ChunkError> {
         let had = self.header_len;
         let take = (MAX_HEADER - had).min(input.len());
         self.header_buf[had..had + take].copy_from_slice(&input[..take]);
         let avail = had + take;
-        let header_start = self.offset;
+        // Bytes buffered by earlier calls were counted already.
+        let header_offset = self.offset - had as u64;
         let parsed = match self.parse_header(&self.header_buf[..avail])? {
             None => {
                 self.header_len = avail;
                 self.offset += take as u64;
                 *input = &input[take..];
-                return Ok(());
+                return Ok(Lookahead::default());
             }
             Some(p) => p,
         };
-        let used = parsed.len - had;
-        self.offset += used as u64;
-        *input = &input[used..];
+        // A fmt 3 header may be shorter than what was buffered while looking ahead
+        // for a repeated extended timestamp; the excess is handed back.
+        let lookahead = Lookahead::new(&self.header_buf[parsed.len.min(had)..had]);
+        *input = &input[parsed.len.saturating_sub(had)..];
+        self.offset = header_offset + parsed.len as u64;
         self.header_len = 0;
         let dump = || HexDump::new(&self.header_buf[..parsed.len]);
-        // `header_start` was the offset where the header began only if nothing was
-        // pending; adjust for bytes buffered earlier.
-        let header_offset = header_start - had as u64;
 
         let idx = match self.streams.iter().position(|s| s.csid == parsed.csid) {
             Some(i) => i,
@@ -454,14 +494,13 @@ impl ChunkDecoder {
         };
         let max = self.config.max_message_size;
         let chunk_size = self.chunk_size;
-        let dump = HexDump::new(&self.header_buf[..parsed.len]);
         let st = &mut self.streams[idx];
         let in_progress = st.received > 0 && st.received < st.length;
         if parsed.fmt == 3 && in_progress {
             // Continuation chunk: nothing changes.
             let remaining = (st.length - st.received).min(chunk_size);
             self.state = DecodeState::Payload { idx, remaining };
-            return Ok(());
+            return Ok(lookahead);
         }
         if in_progress {
             return Err(ChunkError::InterruptedMessage {
@@ -471,7 +510,7 @@ impl ChunkDecoder {
                 type_id: st.header.type_id,
                 received: st.received,
                 length: st.length,
-                dump,
+                dump: dump(),
             });
         }
         match parsed.fmt {
@@ -507,22 +546,27 @@ impl ChunkDecoder {
                 type_id: st.header.type_id,
                 length: st.length,
                 max,
-                dump,
+                dump: dump(),
             });
         }
         st.received = 0;
         st.offset = header_offset;
         st.buf.clear();
-        // Never trust the declared length for the allocation: it grows with the data.
-        st.buf
-            .reserve(st.length.min(chunk_size).min(64 * 1024) as usize);
+        // The declared length is trusted for the allocation only up to
+        // PREALLOCATE_MAX; beyond, the buffer grows with the data. Messages are carved
+        // out of blocks of that size (one allocation for many small messages), and a
+        // block whose `Bytes` the consumer has all dropped is reused.
+        let need = st.length.min(PREALLOCATE_MAX) as usize;
+        if st.buf.capacity() < need {
+            st.buf.reserve(PREALLOCATE_MAX as usize);
+        }
         if st.length == 0 {
             self.finish_message(idx, out)?;
-            return Ok(());
+            return Ok(lookahead);
         }
         let remaining = st.length.min(chunk_size);
         self.state = DecodeState::Payload { idx, remaining };
-        Ok(())
+        Ok(lookahead)
     }
 
     fn step_payload(
@@ -775,6 +819,34 @@ mod tests {
         assert_eq!(msgs[0].payload.len(), 200);
         assert_eq!(msgs[0].header.timestamp, 0x0100_0000);
         assert_eq!(msgs[0].payload[199], 0xBB);
+    }
+
+    #[test]
+    fn continuation_without_extended_timestamp_split_inside_the_lookahead() {
+        // The decoder looks 4 bytes past a fmt 3 continuation header to see whether
+        // the extended timestamp is repeated. When those bytes were payload and the
+        // read ended inside them, it subtracted past zero (a panic) instead of giving
+        // the bytes back to the payload.
+        let mut bytes = vec![
+            0x06, 0xff, 0xff, 0xff, 0, 0, 200, 9, 1, 0, 0, 0, 0x01, 0, 0, 0,
+        ];
+        bytes.extend_from_slice(&[0xAA; 128]);
+        bytes.push(0xc6);
+        bytes.extend((0..72).map(|i| 0xB0 + i as u8));
+        let whole = decode_all(&bytes, usize::MAX);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(&whole[0].payload[128..], &bytes[145..]);
+        for a in 0..=bytes.len() {
+            for b in a..=(a + 6).min(bytes.len()) {
+                let mut dec = ChunkDecoder::default();
+                let mut got = Vec::new();
+                for piece in [&bytes[..a], &bytes[a..b], &bytes[b..]] {
+                    dec.decode(piece, &mut got).unwrap();
+                }
+                assert_eq!(got, whole, "split at {a} and {b}");
+                assert_eq!(dec.offset(), bytes.len() as u64);
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,17 @@ fn fill(buf: &mut Vec<u8>, want: usize, input: &[u8]) -> usize {
     take
 }
 
+/// Checks the version byte (S0 or C0) before it is taken: `buf` holds what arrived
+/// of S0+S1 (or C0+C1) so far, `input` the new bytes.
+fn check_version(buf: &[u8], input: &[u8]) -> Result<(), HandshakeError> {
+    match (buf.first(), input.first()) {
+        (None, Some(&version)) if version != RTMP_VERSION => {
+            Err(HandshakeError::UnsupportedVersion { version })
+        }
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientState {
     AwaitS0S1,
@@ -58,6 +69,7 @@ enum ClientState {
 pub struct ClientHandshake {
     state: ClientState,
     buf: Vec<u8>,
+    error: Option<HandshakeError>,
 }
 
 impl ClientHandshake {
@@ -70,6 +82,7 @@ impl ClientHandshake {
         ClientHandshake {
             state: ClientState::AwaitS0S1,
             buf: Vec::with_capacity(1 + HANDSHAKE_SIZE),
+            error: None,
         }
     }
 
@@ -79,24 +92,25 @@ impl ClientHandshake {
     }
 
     /// Feeds bytes from the server; writes C2 to `out` once S1 is in. `now` is the
-    /// client's time in milliseconds (for C2's second time field).
+    /// client's time in milliseconds (for C2's second time field). Errors are sticky.
     pub fn handle_input(
         &mut self,
         now: u32,
         input: &[u8],
         out: &mut BytesMut,
     ) -> Result<Progress, HandshakeError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
         let mut consumed = 0;
         loop {
             match self.state {
                 ClientState::AwaitS0S1 => {
-                    let had = self.buf.len();
-                    consumed += fill(&mut self.buf, 1 + HANDSHAKE_SIZE, &input[consumed..]);
-                    if had == 0 && !self.buf.is_empty() && self.buf[0] != RTMP_VERSION {
-                        return Err(HandshakeError::UnsupportedVersion {
-                            version: self.buf[0],
-                        });
+                    if let Err(e) = check_version(&self.buf, &input[consumed..]) {
+                        self.error = Some(e.clone());
+                        return Err(e);
                     }
+                    consumed += fill(&mut self.buf, 1 + HANDSHAKE_SIZE, &input[consumed..]);
                     if self.buf.len() < 1 + HANDSHAKE_SIZE {
                         return Ok(Progress {
                             consumed,
@@ -143,6 +157,7 @@ pub struct ServerHandshake {
     time: u32,
     random: Box<[u8; RANDOM_SIZE]>,
     buf: Vec<u8>,
+    error: Option<HandshakeError>,
 }
 
 impl ServerHandshake {
@@ -153,6 +168,7 @@ impl ServerHandshake {
             time,
             random: Box::new(*random),
             buf: Vec::with_capacity(1 + HANDSHAKE_SIZE),
+            error: None,
         }
     }
 
@@ -161,24 +177,26 @@ impl ServerHandshake {
         self.state == ServerState::Done
     }
 
-    /// Feeds bytes from the client; writes S0+S1+S2 to `out` once C1 is in.
+    /// Feeds bytes from the client; writes S0+S1+S2 to `out` once C1 is in. Errors are
+    /// sticky.
     pub fn handle_input(
         &mut self,
         now: u32,
         input: &[u8],
         out: &mut BytesMut,
     ) -> Result<Progress, HandshakeError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
         let mut consumed = 0;
         loop {
             match self.state {
                 ServerState::AwaitC0C1 => {
-                    let had = self.buf.len();
-                    consumed += fill(&mut self.buf, 1 + HANDSHAKE_SIZE, &input[consumed..]);
-                    if had == 0 && !self.buf.is_empty() && self.buf[0] != RTMP_VERSION {
-                        return Err(HandshakeError::UnsupportedVersion {
-                            version: self.buf[0],
-                        });
+                    if let Err(e) = check_version(&self.buf, &input[consumed..]) {
+                        self.error = Some(e.clone());
+                        return Err(e);
                     }
+                    consumed += fill(&mut self.buf, 1 + HANDSHAKE_SIZE, &input[consumed..]);
                     if self.buf.len() < 1 + HANDSHAKE_SIZE {
                         return Ok(Progress {
                             consumed,
@@ -291,5 +309,28 @@ mod tests {
         let mut client = ClientHandshake::new(0, &random(0), &mut out);
         let err = client.handle_input(0, &[0x48], &mut out).unwrap_err();
         assert!(err.to_string().contains("version 72"), "{err}");
+    }
+
+    #[test]
+    fn wrong_version_stays_an_error_on_later_calls() {
+        // Found by the rtmp_handshake fuzz target: the version byte was only checked
+        // on the call that brought it, so the next call went on with the handshake.
+        let mut out = BytesMut::new();
+        let mut server = ServerHandshake::new(0, &random(0));
+        let err = server.handle_input(0, &[6; 1537], &mut out).unwrap_err();
+        assert_eq!(
+            server.handle_input(0, &[3; 1537], &mut out),
+            Err(err.clone())
+        );
+        assert_eq!(server.handle_input(0, &[3; 1536], &mut out), Err(err));
+        assert!(out.is_empty(), "no S0/S1/S2 after a version error");
+        assert!(!server.is_done());
+
+        let mut client = ClientHandshake::new(0, &random(0), &mut out);
+        out.clear();
+        let err = client.handle_input(0, &[0x48], &mut out).unwrap_err();
+        assert_eq!(client.handle_input(0, &[3; 3073], &mut out), Err(err));
+        assert!(out.is_empty(), "no C2 after a version error");
+        assert!(!client.is_done());
     }
 }

@@ -15,41 +15,81 @@
 //!
 //! ```
 //! use std::time::Instant;
+//!
 //! use bytes::Bytes;
-//! use rtmp::{ClientConfig, ClientSession, Event, ServerConfig, ServerEvent, ServerSession};
+//! use rtmp::handshake::RANDOM_SIZE;
+//! use rtmp::{
+//!     ClientConfig, ClientSession, Event, MediaKind, ServerConfig, ServerEvent, ServerSession,
+//! };
 //!
-//! let now = Instant::now();
-//! let config = ClientConfig::new("live", "rtmp://127.0.0.1/live", "key");
-//! let mut client = ClientSession::new(config, now, &[7; rtmp::handshake::RANDOM_SIZE]);
-//! let mut server = ServerSession::new(ServerConfig::default(), now, &[9; rtmp::handshake::RANDOM_SIZE]);
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Time and the handshake's random bytes come from the caller (use a CSPRNG).
+//!     let now = Instant::now();
+//!     let config = ClientConfig::new("live", "rtmp://127.0.0.1/live", "stream-key");
+//!     let mut client = ClientSession::new(config, now, &[7; RANDOM_SIZE]);
+//!     // The other end of the "socket": a server session, in memory.
+//!     let mut server = ServerSession::new(ServerConfig::default(), now, &[9; RANDOM_SIZE]);
 //!
-//! let mut publishing = false;
-//! for _ in 0..10 {
-//!     // Client -> "socket" -> server.
-//!     let out = client.pending_output().to_vec();
-//!     client.consume_output(out.len());
-//!     server.handle_input(now, &out).unwrap();
+//!     // Handshake, connect, createStream, publish: move bytes until the server acknowledges.
+//!     let mut publishing = None;
+//!     for _ in 0..10 {
+//!         // Write what the client has pending, then say how much the socket took.
+//!         let written = client.pending_output().to_vec();
+//!         client.consume_output(written.len());
+//!         server.handle_input(now, &written)?;
+//!         while let Some(event) = server.poll_event() {
+//!             if let ServerEvent::PublishRequested { stream_id, .. } = event {
+//!                 server.accept_publish(stream_id)?;
+//!             }
+//!         }
+//!         // Feed the client what the socket read, then drain its events.
+//!         let read = server.pending_output().to_vec();
+//!         server.consume_output(read.len());
+//!         client.handle_input(now, &read)?;
+//!         while let Some(event) = client.poll_event() {
+//!             match event {
+//!                 Event::Publishing { stream_id } => publishing = Some(stream_id),
+//!                 Event::Rejected { code, description } => {
+//!                     return Err(format!("refused: {code}: {description}").into())
+//!                 }
+//!                 _ => {}
+//!             }
+//!         }
+//!         // Each answer has a deadline: call handle_timeout when poll_timeout says so.
+//!         if client.poll_timeout().is_some_and(|at| now >= at) {
+//!             client.handle_timeout(now);
+//!         }
+//!         if publishing.is_some() {
+//!             break;
+//!         }
+//!     }
+//!     assert_eq!(publishing, Some(1));
+//!
+//!     // Media: FLV tag bodies as `Bytes`; the payload is copied once, into the output.
+//!     client.send_video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]))?;
+//!     client.send_audio(0, Bytes::from_static(&[0xaf, 0, 0x11, 0x90]))?;
+//!     let written = client.pending_output().to_vec();
+//!     client.consume_output(written.len());
+//!     server.handle_input(now, &written)?;
+//!     let mut media = Vec::new();
 //!     while let Some(event) = server.poll_event() {
-//!         if let ServerEvent::PublishRequested { stream_id, .. } = event {
-//!             server.accept_publish(stream_id).unwrap();
+//!         if let ServerEvent::Media { kind, .. } = event {
+//!             media.push(kind);
 //!         }
 //!     }
-//!     // Server -> "socket" -> client.
-//!     let out = server.pending_output().to_vec();
-//!     server.consume_output(out.len());
-//!     client.handle_input(now, &out).unwrap();
-//!     while let Some(event) = client.poll_event() {
-//!         match event {
-//!             Event::Publishing { .. } => publishing = true,
-//!             Event::Rejected { code, description } => panic!("{code}: {description}"),
-//!             _ => {}
-//!         }
-//!     }
+//!     assert_eq!(media, [MediaKind::Video, MediaKind::Audio]);
+//!
+//!     // FCUnpublish + deleteStream: flush pending_output, then close the socket.
+//!     client.stop();
+//!     assert!(matches!(
+//!         client.poll_event(),
+//!         Some(Event::Closed {
+//!             was_publishing: true,
+//!             ..
+//!         })
+//!     ));
+//!     Ok(())
 //! }
-//! assert!(publishing);
-//! // Media: FLV tag bodies as `Bytes`; the payload is copied once, into the output.
-//! client.send_video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f])).unwrap();
-//! client.stop(); // FCUnpublish + deleteStream; flush the output, then close the socket.
 //! ```
 //!
 //! With the `tokio` feature, `rtmp::tokio::Publisher` does all of this over TCP or TLS.
