@@ -279,18 +279,22 @@ async fn nginx_stopped_mid_stream_reconnects_and_the_new_recording_is_clean() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publisher_that_comes_back_within_the_grace_period_continues_the_stream() {
-    let _serial = support::ONE_AT_A_TIME.lock().await;
-    let mut harness = Harness::start_with("publisher-returns", |c| {
+/// A server that gives a dropped publisher up quickly (1 s of silence, 1 s disconnected) and
+/// waits `grace` for a new one; a stream to nginx, live from a publisher that sends `media`
+/// and then drops without a word. Returns once it dropped.
+async fn live_then_dropped(
+    name: &str,
+    grace: Duration,
+    media: Duration,
+) -> (Harness, StreamInfo, WhipSession, PublishReport) {
+    let mut harness = Harness::start_with(name, |c| {
         c.limits.publisher_silence_timeout = Duration::from_secs(1);
         c.limits.ice_disconnect_timeout = Duration::from_secs(1);
-        c.limits.publisher_grace = Duration::from_secs(20);
+        c.limits.publisher_grace = grace;
     })
     .await;
     let stream = harness.create_stream().await;
-    let first_media = Duration::from_secs(6);
-    let (first, running) = start_publisher(&harness.api, &stream, first_media).await;
+    let (session, running) = start_publisher(&harness.api, &stream, media).await;
     wait_stream(
         &mut harness,
         &stream.id,
@@ -299,8 +303,16 @@ async fn a_publisher_that_comes_back_within_the_grace_period_continues_the_strea
         |s| s["state"] == "live",
     )
     .await;
-    let first_report =
-        report_of(&mut harness, running, first_media + Duration::from_secs(30)).await;
+    let report = report_of(&mut harness, running, media + Duration::from_secs(30)).await;
+    (harness, stream, session, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_comes_back_within_the_grace_period_continues_the_stream() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let first_media = Duration::from_secs(6);
+    let (mut harness, stream, first, first_report) =
+        live_then_dropped("publisher-returns", Duration::from_secs(20), first_media).await;
     // The publisher dropped without a word: the stream waits for it, destinations connected.
     let lost = wait_stream(
         &mut harness,
@@ -387,24 +399,12 @@ async fn a_publisher_that_comes_back_within_the_grace_period_continues_the_strea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_that_does_not_come_back_fails_the_stream_publisher_lost() {
     let _serial = support::ONE_AT_A_TIME.lock().await;
-    let mut harness = Harness::start_with("publisher-lost", |c| {
-        c.limits.publisher_silence_timeout = Duration::from_secs(1);
-        c.limits.ice_disconnect_timeout = Duration::from_secs(1);
-        c.limits.publisher_grace = Duration::from_secs(3);
-    })
-    .await;
-    let stream = harness.create_stream().await;
-    let media = Duration::from_secs(4);
-    let (_session, running) = start_publisher(&harness.api, &stream, media).await;
-    wait_stream(
-        &mut harness,
-        &stream.id,
-        Duration::from_secs(20),
-        "live",
-        |s| s["state"] == "live",
+    let (mut harness, stream, _session, report) = live_then_dropped(
+        "publisher-lost",
+        Duration::from_secs(3),
+        Duration::from_secs(4),
     )
     .await;
-    let report = report_of(&mut harness, running, media + Duration::from_secs(30)).await;
     let dropped = Instant::now();
     let lost = wait_stream(
         &mut harness,

@@ -125,17 +125,7 @@ impl Harness {
         let name = self.name.clone();
         let recording = self.nginx.recording(&name);
         wait_until_stable(&recording, Duration::from_secs(20)).await;
-        let stream = self.api.get_stream(stream_id).await;
-        let _ = self.api.stop_stream(stream_id).await;
-        if let Some(server) = self.server.take() {
-            within(
-                Duration::from_secs(20),
-                "server shutdown",
-                server.shutdown(),
-            )
-            .await;
-        }
-        self.nginx.stop();
+        let stream = self.stop_everything(stream_id).await;
         let (figures, failures) = check_recording(&recording, sent);
         let figures_text = figures
             .as_ref()
