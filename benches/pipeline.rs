@@ -231,14 +231,26 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn summary(media: &Media) {
+    // The kernel brings a running thread's schedstat up to date only at scheduler ticks (4 ms
+    // here), so each measurement repeats the run until it is long enough for the tick to be
+    // noise (about 200 ms), then divides.
+    const REPEAT: u32 = 10;
     let (mut stream, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..9 {
-        stream.push(cpu_of(&mut || {
-            black_box(run_pipeline(media, &mut || {}));
-        }));
-        floor.push(cpu_of(&mut || {
-            black_box(run_floor(media));
-        }));
+        stream.push(
+            cpu_of(&mut || {
+                for _ in 0..REPEAT {
+                    black_box(run_pipeline(media, &mut || {}));
+                }
+            }) / REPEAT,
+        );
+        floor.push(
+            cpu_of(&mut || {
+                for _ in 0..REPEAT {
+                    black_box(run_floor(media));
+                }
+            }) / REPEAT,
+        );
     }
     let (stream, floor) = (median(stream), median(floor));
     let per_second = |d: Duration| d.as_secs_f64() * 1000.0 / SECONDS as f64;
