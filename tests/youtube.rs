@@ -7,8 +7,9 @@
 
 #[path = "support/fake_google.rs"]
 mod fake_google;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -673,27 +674,6 @@ fn squeeze(calls: &[String]) -> Vec<String> {
     out
 }
 
-fn assert_no_plaintext(dir: &Path, secrets: &[String]) {
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with(streamify::store::DB_FILE_NAME) {
-            continue;
-        }
-        files += 1;
-        let bytes = std::fs::read(&path).unwrap();
-        for secret in secrets {
-            assert!(secret.len() >= 8, "a meaningful secret: {secret}");
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{name} contains a secret in plain text"
-            );
-        }
-    }
-    assert!(files >= 1, "the database file exists in {}", dir.display());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_goes_live_over_real_rtmps_and_completes() {
     within(async {
@@ -809,7 +789,7 @@ async fn broadcast_goes_live_over_real_rtmps_and_completes() {
         let mut secrets = h.fake.issued_tokens();
         secrets.push(h.fake.client_secret());
         secrets.extend(h.fake.stream_keys());
-        assert_no_plaintext(&h.data_dir, &secrets);
+        support::assert_no_plaintext(&h.data_dir, &secrets);
         let record = h
             .youtube
             .store()

@@ -13,7 +13,7 @@ mod support;
 #[path = "support/fake_google.rs"]
 mod fake_google;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fake_google::FakeGoogle;
@@ -313,26 +313,6 @@ fn state_of(view: &Value) -> (&str, &str) {
     )
 }
 
-/// No `secret` appears in any file of the database (main file, WAL, journal).
-fn assert_no_plaintext(dir: &Path, secrets: &[String]) {
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with(streamify::store::DB_FILE_NAME) {
-            continue;
-        }
-        files += 1;
-        let bytes = std::fs::read(&path).unwrap();
-        for secret in secrets {
-            assert!(secret.len() >= 8, "not a meaningful secret: {secret:?}");
-            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-            assert!(!found, "{name} holds a secret in plain text");
-        }
-    }
-    assert!(files >= 1, "no database file in {}", dir.display());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_in_user_streams_from_webrtc_to_youtube_live_and_back() {
     let _serial = support::ONE_AT_A_TIME.lock().await;
@@ -555,7 +535,7 @@ async fn signed_in_user_streams_from_webrtc_to_youtube_live_and_back() {
     secrets.push(env.fake.client_secret());
     secrets.extend(env.fake.stream_keys());
     secrets.push(session);
-    assert_no_plaintext(&env.data_dir, &secrets);
+    support::assert_no_plaintext(&env.data_dir, &secrets);
     let store = streamify::store::Store::open_from_env(&env.data_dir).unwrap();
     let rows = store.destinations(&id).unwrap();
     assert_eq!(rows[0].kind, "youtube");

@@ -40,3 +40,30 @@ pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// No `secret` appears in plain text in any file of the database in `dir` (main file, WAL,
+/// journal); at least one such file exists.
+pub fn assert_no_plaintext(dir: &std::path::Path, secrets: &[String]) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).expect("data directory") {
+        let path = entry.expect("directory entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if !name.starts_with(streamify::store::DB_FILE_NAME) {
+            continue;
+        }
+        files += 1;
+        let bytes = std::fs::read(&path).expect("database file");
+        for secret in secrets {
+            assert!(secret.len() >= 8, "not a meaningful secret: {secret:?}");
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{name} holds a secret in plain text"
+            );
+        }
+    }
+    assert!(files >= 1, "no database file in {}", dir.display());
+}
