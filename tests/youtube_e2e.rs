@@ -872,3 +872,73 @@ async fn stop_before_live_removes_the_broadcast_and_its_stream() {
     assert!(env.fake.stream_ids().is_empty(), "{:?}", env.fake.calls());
     let _ = within(Duration::from_secs(30), "the publisher", publishing).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_youtube_destination_added_to_a_live_stream_goes_live_beside_the_other() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start("yt-added-live", |_| {}).await;
+    let me = Who::Browser(env.sign_in().await);
+    // Live on a plain RTMP destination first (an nginx of its own: the fake's nginx asks
+    // Google about every key it is sent).
+    let mut plain = tokio::task::block_in_place(|| Nginx::start(NginxOptions::default()));
+    let rtmp = plain.rtmp_url("live", "plain-rtmp-destination");
+    let created = env
+        .create_youtube_stream(&me, "added later", json!({"type": "rtmp", "url": rtmp}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let publishing = env.publish(&created, &me, Duration::from_secs(12)).await;
+    env.wait_for(&id, &me, Duration::from_secs(20), "live on RTMP", |v| {
+        v["state"] == "live"
+    })
+    .await;
+    let (status, added) = env
+        .post(
+            &format!("/api/streams/{id}/destinations"),
+            &me,
+            Some(json!({"type": "youtube", "privacy": "unlisted"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let did = added["id"].as_str().unwrap().to_string();
+    let both = env
+        .wait_for(&id, &me, Duration::from_secs(30), "live on both", |v| {
+            v["destinations"]
+                .as_array()
+                .is_some_and(|ds| ds.len() == 2 && ds.iter().all(|d| d["state"] == "live"))
+        })
+        .await;
+    let youtube = both["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == did.as_str())
+        .unwrap();
+    let broadcast_id = youtube["youtube"]["broadcast_id"].as_str().unwrap();
+    assert_eq!(
+        env.fake.broadcast(broadcast_id).unwrap()["status"]["lifeCycleStatus"],
+        "live",
+        "{both}"
+    );
+    assert_eq!(youtube["youtube"]["privacy"], "unlisted", "{both}");
+    let (status, body) = env
+        .post(&format!("/api/streams/{id}/stop"), &me, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    env.wait_for(&id, &me, Duration::from_secs(15), "ended", |v| {
+        v["state"] == "ended"
+    })
+    .await;
+    assert!(
+        env.fake
+            .calls()
+            .contains(&"liveBroadcasts.transition(complete)".to_string()),
+        "{:?}",
+        env.fake.calls()
+    );
+    let _ = within(Duration::from_secs(30), "the publisher", publishing).await;
+    env.shutdown().await;
+    plain.stop();
+    // The RTMP destination never stopped while the YouTube one joined.
+    let recording = plain.recording("plain-rtmp-destination");
+    streamify_testsupport::ffprobe::strict_decode(&recording).expect("clean RTMP recording");
+}
