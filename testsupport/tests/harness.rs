@@ -64,8 +64,27 @@ fn refusing_app_refuses() {
         seconds: 3,
         ..ReferenceMedia::default()
     });
-    let out = ffmpeg_publish(&input, &nginx.rtmp_url("closed", "nope"));
-    assert!(!out.status.success(), "publish to the closed app must fail");
+    // In real time (`-re`): ffmpeg does not wait for NetStream.Publish.Start, so a fast
+    // publish of a small file can fit into the socket buffers before nginx's close arrives
+    // and exit 0 (seen on a loaded CI machine). Paced, it is still writing when the close
+    // lands and must fail.
+    let out = Command::new(require_tool("ffmpeg"))
+        .args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(nginx.rtmp_url("closed", "nope"))
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        !out.status.success(),
+        "publish to the closed app must fail; nginx log:\n{}",
+        nginx.log()
+    );
+    assert!(
+        nginx.log().contains("access forbidden by rule"),
+        "nginx must say why it refused:\n{}",
+        nginx.log()
+    );
     assert!(!nginx.recording("nope").exists());
 }
 
