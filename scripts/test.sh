@@ -10,6 +10,6 @@ cargo clippy -p streamify-rtmp -p streamify-flv --no-default-features -- -D warn
 # --all-targets builds examples as test harnesses only; the rtmp nginx tests run the real
 # `publish` example binary, so build it first.
 cargo build --workspace --examples
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc
 scripts/fuzz.sh build

@@ -204,6 +204,9 @@ async fn start_inner(
         Some(persist),
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if youtube.config().is_configured() {
+        spawn_broadcast_cleanup(youtube.clone(), &manager, shutdown_rx.clone());
+    }
     let state = AppState {
         manager: manager.clone(),
         auth: Arc::new(http::auth::Auth::new(
@@ -250,6 +253,29 @@ async fn start_inner(
         shutdown: shutdown_tx,
         http,
     })
+}
+
+/// Every `cleanup_interval`, ends the broadcasts no running stream uses any more (a clean-up
+/// that failed for lack of quota, or outlasted the stop timeout), until shutdown.
+fn spawn_broadcast_cleanup(
+    youtube: Arc<YouTube>,
+    manager: &StreamManager,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let manager = manager.clone();
+    let interval = youtube.config().timing.cleanup_interval;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            let running = |id: &str| manager.get(id).is_ok_and(|s| !s.state().is_terminal());
+            if let Err(e) = youtube.end_orphaned_broadcasts(running).await {
+                tracing::warn!("cannot end the broadcasts left by a failed clean-up: {e}");
+            }
+        }
+    });
 }
 
 fn internal(message: String) -> Error {

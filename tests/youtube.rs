@@ -50,6 +50,7 @@ fn test_timing() -> DriverTiming {
         transition_poll_interval: Duration::from_millis(100),
         transition_timeout: Duration::from_secs(10),
         health_interval: Duration::from_secs(1),
+        ..DriverTiming::default()
     }
 }
 

@@ -58,6 +58,7 @@ fn timing() -> DriverTiming {
         transition_poll_interval: Duration::from_millis(100),
         transition_timeout: Duration::from_secs(10),
         health_interval: Duration::from_secs(1),
+        ..DriverTiming::default()
     }
 }
 
@@ -316,7 +317,9 @@ fn state_of(view: &Value) -> (&str, &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_in_user_streams_from_webrtc_to_youtube_live_and_back() {
     let _serial = support::ONE_AT_A_TIME.lock().await;
-    let mut env = Env::start("yt-e2e", |_| {}).await;
+    // The clean-up of left broadcasts runs every 200 ms here: it must not touch the broadcast
+    // of a running stream.
+    let mut env = Env::start("yt-e2e", sweep_often).await;
     let session = env.sign_in().await;
     let me = Who::Browser(session.clone());
     let account = env.account_id(&me).await;
@@ -571,6 +574,13 @@ async fn failing_stream(env: &Env, who: &Who, title: &str) -> Value {
     failed
 }
 
+/// The server's clean-up of broadcasts no running stream uses, every 200 ms without an age
+/// limit (10 minutes and 1 minute by default).
+fn sweep_often(c: &mut YouTubeConfig) {
+    c.timing.cleanup_interval = Duration::from_millis(200);
+    c.timing.cleanup_min_age = Duration::ZERO;
+}
+
 fn error_code(view: &Value) -> &str {
     destination(view)["error"]["code"].as_str().unwrap_or("")
 }
@@ -580,6 +590,7 @@ async fn youtube_failures_fail_the_destination_with_their_codes() {
     let _serial = support::ONE_AT_A_TIME.lock().await;
     let env = Env::start("yt-failures", |c| {
         c.timing.active_timeout = Duration::from_secs(2);
+        sweep_often(c);
     })
     .await;
     let me = Who::Browser(env.sign_in().await);
@@ -597,9 +608,23 @@ async fn youtube_failures_fail_the_destination_with_their_codes() {
     env.fake.set_quota_limit(env.fake.quota_used() + 60);
     let failed = failing_stream(&env, &me, "quota").await;
     assert_eq!(error_code(&failed), "youtube_quota_exceeded", "{failed}");
-    // The broadcast insert fit in the quota; its deletion did not (as on YouTube).
+    // The broadcast insert fit in the quota; its deletion did not (as on YouTube), and the
+    // periodic clean-up cannot do it either while the quota lasts out.
     assert!(env.fake.stream_ids().is_empty(), "{:?}", env.fake.calls());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.fake.broadcast_ids().len(), 1, "{:?}", env.fake.calls());
+    // Quota again (a new day): the clean-up deletes the broadcast nobody uses.
     env.fake.set_quota_limit(1_000_000);
+    within(
+        Duration::from_secs(10),
+        "the left broadcast deleted",
+        async {
+            while !env.fake.broadcast_ids().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
 
     env.fake.set_active_delay(Duration::from_secs(3600));
     let left_before = env.fake.broadcast_ids();
@@ -876,7 +901,7 @@ async fn stop_before_live_removes_the_broadcast_and_its_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_youtube_destination_added_to_a_live_stream_goes_live_beside_the_other() {
     let _serial = support::ONE_AT_A_TIME.lock().await;
-    let mut env = Env::start("yt-added-live", |_| {}).await;
+    let mut env = Env::start("yt-added-live", sweep_often).await;
     let me = Who::Browser(env.sign_in().await);
     // Live on a plain RTMP destination first (an nginx of its own: the fake's nginx asks
     // Google about every key it is sent).

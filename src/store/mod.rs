@@ -946,16 +946,22 @@ impl Store {
 
     /// Broadcasts not yet `complete` or `deleted` (left over by a crash), oldest first.
     pub fn open_broadcasts(&self) -> Result<Vec<BroadcastRecord>> {
+        self.open_broadcasts_untouched_since(i64::MAX)
+    }
+
+    /// Open broadcasts (as [`Store::open_broadcasts`]) last changed before `before_ms`.
+    pub fn open_broadcasts_untouched_since(&self, before_ms: i64) -> Result<Vec<BroadcastRecord>> {
         let ids: Vec<String> = {
             let conn = self.conn();
             let mut stmt = conn
                 .prepare(
                     "SELECT broadcast_id FROM youtube_broadcasts
                      WHERE state NOT IN ('complete', 'deleted', 'abandoned')
+                       AND updated_at_ms < ?1
                      ORDER BY created_at_ms, broadcast_id",
                 )
                 .map_err(db_err)?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
+            let rows = stmt.query_map([before_ms], |r| r.get(0)).map_err(db_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
         };
         let mut out = Vec::with_capacity(ids.len());

@@ -51,6 +51,12 @@ pub struct DriverTiming {
     pub transition_timeout: Duration,
     /// How often to read `healthStatus` while live (1 quota unit each).
     pub health_interval: Duration,
+    /// How often the server looks for broadcasts that no running stream uses any more
+    /// (their clean-up failed, e.g. for lack of quota, or outlasted the stop timeout) and
+    /// ends them.
+    pub cleanup_interval: Duration,
+    /// A broadcast must have been left unchanged this long before that clean-up touches it.
+    pub cleanup_min_age: Duration,
 }
 
 impl Default for DriverTiming {
@@ -61,6 +67,8 @@ impl Default for DriverTiming {
             transition_poll_interval: Duration::from_secs(1),
             transition_timeout: Duration::from_secs(60),
             health_interval: Duration::from_secs(30),
+            cleanup_interval: Duration::from_secs(600),
+            cleanup_min_age: Duration::from_secs(60),
         }
     }
 }
@@ -582,8 +590,35 @@ impl YouTube {
     /// its stream. Accounts that must reconnect are skipped (marked `abandoned`); other
     /// failures are kept for the next start. Returns the broadcast ids handled.
     pub async fn end_interrupted_broadcasts(self: &Arc<Self>) -> Result<Vec<String>> {
+        let records = self.store.open_broadcasts()?;
+        self.end_broadcasts(records, "a restart").await
+    }
+
+    /// While running: ends the open broadcasts whose stream is not running any more (per
+    /// `running`), left unchanged for [`DriverTiming::cleanup_min_age`]: a clean-up that
+    /// failed (a delete refused for lack of quota, Google unreachable) or outlasted the stop
+    /// timeout. Returns the broadcast ids handled; the others are tried again next time.
+    pub async fn end_orphaned_broadcasts(
+        self: &Arc<Self>,
+        running: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let age = i64::try_from(self.config().timing.cleanup_min_age.as_millis()).unwrap_or(0);
+        let records = self
+            .store
+            .open_broadcasts_untouched_since(crate::store::now_ms().saturating_sub(age))?
+            .into_iter()
+            .filter(|r| !r.owner_stream.as_deref().is_some_and(&running))
+            .collect();
+        self.end_broadcasts(records, "a failed clean-up").await
+    }
+
+    async fn end_broadcasts(
+        self: &Arc<Self>,
+        records: Vec<BroadcastRecord>,
+        after: &str,
+    ) -> Result<Vec<String>> {
         let mut handled = Vec::new();
-        for record in self.store.open_broadcasts()? {
+        for record in records {
             let api = LiveApi::new(self.clone(), &record.account_id);
             let id = &record.broadcast_id;
             let result = if record.state == "live" {
@@ -611,7 +646,7 @@ impl YouTube {
             match result {
                 Ok(state) => {
                     self.store.set_broadcast_state(id, state)?;
-                    tracing::info!(broadcast = %id, state, "ended a broadcast interrupted by a restart");
+                    tracing::info!(broadcast = %id, state, "ended a broadcast left by {after}");
                     handled.push(id.clone());
                 }
                 Err(e)
@@ -621,10 +656,10 @@ impl YouTube {
                     ) =>
                 {
                     self.store.set_broadcast_state(id, "abandoned")?;
-                    tracing::warn!(broadcast = %id, "interrupted broadcast left on YouTube: the account must reconnect");
+                    tracing::warn!(broadcast = %id, "broadcast left by {after} stays on YouTube: the account must reconnect");
                 }
                 Err(e) => {
-                    tracing::warn!(broadcast = %id, error = %e.error, "interrupted broadcast not ended yet; retrying at the next start");
+                    tracing::warn!(broadcast = %id, error = %e.error, "broadcast left by {after} not ended yet; retrying later");
                 }
             }
         }
