@@ -15,9 +15,7 @@
 //!
 //! Run: `cargo bench --bench pipeline` (about 30 s of CPU).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -26,33 +24,8 @@ use rtmp::chunk::{msg_type, ChunkEncoder, MessageHeader};
 use streamify::media::{Pipeline, PipelineConfig, PipelineOutput};
 use streamify_testsupport::synth::{AudioSynth, VideoSynth};
 
-/// Counts every allocation and reallocation made through the global allocator.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: benchsupport::CountingAlloc = benchsupport::CountingAlloc;
 
 const SECONDS: u64 = 4;
 const FPS: u64 = 30;
@@ -256,9 +229,7 @@ fn summary(media: &Media) {
     let per_second = |d: Duration| d.as_secs_f64() * 1000.0 / SECONDS as f64;
 
     let mut marks = Vec::new();
-    let bytes = run_pipeline(media, &mut || {
-        marks.push(ALLOCATIONS.load(Ordering::Relaxed))
-    });
+    let bytes = run_pipeline(media, &mut || marks.push(benchsupport::allocations()));
     let allocs = marks[2] - marks[0];
     let steady = marks[2] - marks[1];
     let frames = (media.video_frames + media.audio_packets) as f64;

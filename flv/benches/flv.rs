@@ -8,9 +8,7 @@
 //!
 //! Run: `cargo bench -p streamify-flv --bench flv`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -19,37 +17,8 @@ use flv::aac;
 use flv::avc::{self, AvcPacketType, FrameType};
 use flv::{Muxer, TagKind};
 
-/// Counts every allocation and reallocation made through the global allocator.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
-}
+static GLOBAL: benchsupport::CountingAlloc = benchsupport::CountingAlloc;
 
 const FPS: u32 = 30;
 const GOP: usize = 60;
@@ -246,11 +215,11 @@ fn report(s: &Stream) {
     direct_gop(s, &mut muxer, &mut out);
     let frames = (10 * GOP) as f64;
     let count = |f: &mut dyn FnMut()| {
-        let before = allocations();
+        let before = benchsupport::allocations();
         for _ in 0..10 {
             f();
         }
-        (allocations() - before) as f64 / frames
+        (benchsupport::allocations() - before) as f64 / frames
     };
     let mux_allocs = count(&mut || mux_gop(s, &mut muxer, &mut out));
     let annexb_allocs = count(&mut || {

@@ -10,9 +10,7 @@
 //!
 //! Run: `cargo bench -p streamify-rtmp --bench rtmp`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,37 +19,8 @@ use rtmp::chunk::{msg_type, ChunkDecoder, ChunkEncoder, DecoderConfig, MessageHe
 use rtmp::handshake::RANDOM_SIZE;
 use rtmp::{ClientConfig, ClientSession, ClientState, ServerConfig, ServerEvent, ServerSession};
 
-/// Counts every allocation and reallocation made through the global allocator.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
-}
+static GLOBAL: benchsupport::CountingAlloc = benchsupport::CountingAlloc;
 
 const FPS: u32 = 30;
 const GOP: usize = 60;
@@ -246,18 +215,18 @@ fn report(s: &Stream) {
     send_gop(s, &mut client, 0, &mut sink);
     let frames = (10 * GOP) as f64;
     let mut round = 1;
-    let before = allocations();
+    let before = benchsupport::allocations();
     for _ in 0..10 {
         encode_gop(s, &mut enc, gop_ms(round), &mut wire);
         round += 1;
     }
-    let encode_allocs = (allocations() - before) as f64 / frames;
-    let before = allocations();
+    let encode_allocs = (benchsupport::allocations() - before) as f64 / frames;
+    let before = benchsupport::allocations();
     for _ in 0..10 {
         send_gop(s, &mut client, gop_ms(round), &mut sink);
         round += 1;
     }
-    let send_allocs = (allocations() - before) as f64 / frames;
+    let send_allocs = (benchsupport::allocations() - before) as f64 / frames;
 
     // Decoding: the wire bytes of one GOP (after the first, so headers are compressed
     // as in steady state), decoded again and again by one decoder.
@@ -275,12 +244,12 @@ fn report(s: &Stream) {
     let mut msgs = Vec::new();
     decode_gop(&first, &mut dec, &mut msgs);
     decode_gop(&steady, &mut dec, &mut msgs);
-    let before = allocations();
+    let before = benchsupport::allocations();
     let mut decoded = 0;
     for _ in 0..10 {
         decoded += decode_gop(&steady, &mut dec, &mut msgs);
     }
-    let decode_allocs = (allocations() - before) as f64 / frames;
+    let decode_allocs = (benchsupport::allocations() - before) as f64 / frames;
     assert_eq!(decoded, 10 * payload);
 
     // Payload copies: payload bytes written into any buffer by the calls, divided by
