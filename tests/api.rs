@@ -9,36 +9,19 @@ use serde_json::{json, Value};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Rtc, RtcConfig};
 use streamify::config::Config;
-use streamify::server::{start, RunningServer};
+use streamify::server::RunningServer;
 use tokio_tungstenite::tungstenite::Message;
 
-const TOKEN: &str = "test-token-0123456789";
+mod support;
+
+use support::api::{client, server_named, url, TOKEN};
 
 async fn server() -> RunningServer {
     server_with(|_| {}).await
 }
 
 async fn server_with(edit: impl FnOnce(&mut Config)) -> RunningServer {
-    let dir = std::env::temp_dir().join(format!(
-        "streamify-api-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut config = Config::local(dir, TOKEN);
-    edit(&mut config);
-    start(config).await.expect("server starts")
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn url(s: &RunningServer, path: &str) -> String {
-    format!("http://{}{}", s.http_addr(), path)
+    server_named("api", edit).await
 }
 
 async fn error_of(r: reqwest::Response) -> (u16, String, String) {

@@ -27,9 +27,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use streamify::config::Config;
 use streamify::error::ErrorCode;
-use streamify::server::{start, RunningServer};
+use streamify::server::RunningServer;
 
-const TOKEN: &str = "openapi-test-token-0123456789";
+mod support;
+
+use support::api::{client, server_named, url, TOKEN};
+
 /// The methods an OpenAPI path item may have.
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -284,27 +287,7 @@ fn configure_youtube() {
 
 async fn server(edit: impl FnOnce(&mut Config)) -> RunningServer {
     configure_youtube();
-    let dir = std::env::temp_dir().join(format!(
-        "streamify-openapi-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut config = Config::local(dir, TOKEN);
-    edit(&mut config);
-    start(config).await.expect("server starts")
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn url(s: &RunningServer, path: &str) -> String {
-    format!("http://{}{}", s.http_addr(), path)
+    server_named("openapi", edit).await
 }
 
 /// A loopback port nothing listens on (bound, then released).

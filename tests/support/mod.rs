@@ -8,10 +8,12 @@
 //! - [`checks`]: the recording checks every end-to-end test makes.
 //! - [`harness`]: nginx-rtmp + the server in process + an API client for one test.
 //! - [`logs`]: the in-process server's log, captured for failure messages.
+//! - [`api`]: the in-process server with its defaults and a client, for the API tests.
 //!
 //! Every test binary compiles the whole module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 pub mod checks;
 pub mod harness;
