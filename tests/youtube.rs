@@ -23,7 +23,7 @@ use streamify::youtube::live::{
 use streamify::youtube::routes::{router, YouTubeRoutes, SESSION_COOKIE, SIGN_IN_COOKIE};
 use streamify::youtube::{YouTube, YouTubeConfig};
 use streamify_testsupport as testsupport;
-use testsupport::{Nginx, NginxOptions, ReferenceMedia};
+use testsupport::ReferenceMedia;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -66,21 +66,7 @@ impl Harness {
         let data_dir = testsupport::test_dir("youtube").join("data");
         let store =
             Arc::new(Store::open_with(&data_dir, SecretBox::from_key(&rand::random())).unwrap());
-        let vars = [
-            ("STREAMIFY_GOOGLE_CLIENT_ID", fake.client_id()),
-            ("STREAMIFY_GOOGLE_CLIENT_SECRET", fake.client_secret()),
-            ("STREAMIFY_PUBLIC_URL", base.clone()),
-            ("STREAMIFY_GOOGLE_AUTH_URL", fake.auth_url()),
-            ("STREAMIFY_GOOGLE_TOKEN_URL", fake.token_url()),
-            ("STREAMIFY_GOOGLE_REVOKE_URL", fake.revoke_url()),
-            ("STREAMIFY_YOUTUBE_API_URL", fake.api_url()),
-        ];
-        let mut config = YouTubeConfig::from_lookup("http://unused", |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        });
-        config.http_timeout = Duration::from_secs(10);
+        let mut config = fake.youtube_config(&base);
         config.timing = test_timing();
         adjust(&mut config);
         let youtube = YouTube::new(config, store).unwrap();
@@ -627,23 +613,6 @@ impl RtmpPublish for FlvPublisher {
     }
 }
 
-/// nginx-rtmp (plain + TLS) whose publish callbacks go to the fake.
-fn start_nginx(fake: &FakeGoogle) -> Nginx {
-    let nginx = tokio::task::block_in_place(|| {
-        Nginx::start(NginxOptions {
-            tls: true,
-            on_publish: Some(fake.on_publish_url()),
-            on_publish_done: Some(fake.on_publish_done_url()),
-            ..Default::default()
-        })
-    });
-    fake.set_ingestion(
-        &format!("rtmp://127.0.0.1:{}/live2", nginx.rtmp_port),
-        &format!("rtmps://127.0.0.1:{}/live2", nginx.rtmps_port.unwrap()),
-    );
-    nginx
-}
-
 fn reference() -> PathBuf {
     tokio::task::block_in_place(|| {
         testsupport::reference_flv(ReferenceMedia {
@@ -679,7 +648,7 @@ fn squeeze(calls: &[String]) -> Vec<String> {
 async fn broadcast_goes_live_over_real_rtmps_and_completes() {
     within(async {
         let h = Harness::start().await;
-        let nginx = start_nginx(&h.fake);
+        let nginx = h.fake.start_ingestion();
         let session = h.sign_in().await;
         let account = h.account_id();
         h.fake
@@ -845,7 +814,7 @@ async fn next_live(events: &mut tokio::sync::mpsc::UnboundedReceiver<YoutubeEven
 async fn run_over_plain_rtmp_reads_health_and_stops_on_request() {
     within(async {
         let h = Harness::start_with(|c| c.prefer_rtmps = false).await;
-        let nginx = start_nginx(&h.fake);
+        let nginx = h.fake.start_ingestion();
         h.sign_in().await;
         let (mut events, stop, task) = spawn_run(&h, FlvPublisher::new(reference(), None));
         next_live(&mut events).await;
@@ -871,7 +840,7 @@ async fn run_over_plain_rtmp_reads_health_and_stops_on_request() {
 async fn refresh_token_revoked_while_live_ends_with_reauth_required() {
     within(async {
         let h = Harness::start().await;
-        let nginx = start_nginx(&h.fake);
+        let nginx = h.fake.start_ingestion();
         h.sign_in().await;
         let (mut events, _stop, task) =
             spawn_run(&h, FlvPublisher::new(reference(), nginx.ca_cert.clone()));
@@ -903,7 +872,7 @@ async fn refresh_token_revoked_while_live_ends_with_reauth_required() {
 async fn broadcasts_interrupted_by_a_crash_are_ended_at_the_next_start() {
     within(async {
         let h = Harness::start().await;
-        let nginx = start_nginx(&h.fake);
+        let nginx = h.fake.start_ingestion();
         h.sign_in().await;
         let driver = BroadcastDriver::new(h.youtube.clone(), h.account_id());
         let mut publisher = FlvPublisher::new(reference(), nginx.ca_cert.clone());
@@ -996,7 +965,7 @@ async fn stream_never_active_fails_and_cleans_up() {
             c.timing.active_timeout = Duration::from_secs(2);
         })
         .await;
-        let nginx = start_nginx(&h.fake);
+        let nginx = h.fake.start_ingestion();
         h.sign_in().await;
         // The RTMP publish really happens, but YouTube never reports the stream active.
         h.fake.set_active_delay(Duration::from_secs(3600));

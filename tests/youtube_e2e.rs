@@ -71,32 +71,8 @@ impl Env {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let fake = FakeGoogle::start(&format!("{base}/auth/google/callback")).await;
-        let nginx = tokio::task::block_in_place(|| {
-            Nginx::start(NginxOptions {
-                tls: true,
-                on_publish: Some(fake.on_publish_url()),
-                on_publish_done: Some(fake.on_publish_done_url()),
-                ..Default::default()
-            })
-        });
-        fake.set_ingestion(
-            &format!("rtmp://127.0.0.1:{}/live2", nginx.rtmp_port),
-            &format!("rtmps://127.0.0.1:{}/live2", nginx.rtmps_port.unwrap()),
-        );
-        let vars = [
-            ("STREAMIFY_GOOGLE_CLIENT_ID", fake.client_id()),
-            ("STREAMIFY_GOOGLE_CLIENT_SECRET", fake.client_secret()),
-            ("STREAMIFY_GOOGLE_AUTH_URL", fake.auth_url()),
-            ("STREAMIFY_GOOGLE_TOKEN_URL", fake.token_url()),
-            ("STREAMIFY_GOOGLE_REVOKE_URL", fake.revoke_url()),
-            ("STREAMIFY_YOUTUBE_API_URL", fake.api_url()),
-        ];
-        let mut youtube = YouTubeConfig::from_lookup(&base, |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        });
-        youtube.http_timeout = Duration::from_secs(10);
+        let nginx = fake.start_ingestion();
+        let mut youtube = fake.youtube_config(&base);
         youtube.timing = timing();
         adjust(&mut youtube);
         let token = streamify::config::random_token();

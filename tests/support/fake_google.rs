@@ -1318,3 +1318,48 @@ fn stream_delete(s: &mut FakeState, q: &HashMap<String, String>) -> Response {
     s.streams.remove(pos);
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// Streamify's side of the wiring: its YouTube settings pointing at this fake, and the
+/// nginx-rtmp that plays YouTube's ingestion.
+impl FakeGoogle {
+    /// The server's YouTube settings for this fake (client credentials, the four endpoint
+    /// URLs), read through the same lookup as the environment, with `public_url` as the
+    /// server's address and a 10 s HTTP timeout.
+    pub fn youtube_config(&self, public_url: &str) -> streamify::youtube::YouTubeConfig {
+        let vars = [
+            ("STREAMIFY_GOOGLE_CLIENT_ID", self.client_id()),
+            ("STREAMIFY_GOOGLE_CLIENT_SECRET", self.client_secret()),
+            ("STREAMIFY_PUBLIC_URL", public_url.to_string()),
+            ("STREAMIFY_GOOGLE_AUTH_URL", self.auth_url()),
+            ("STREAMIFY_GOOGLE_TOKEN_URL", self.token_url()),
+            ("STREAMIFY_GOOGLE_REVOKE_URL", self.revoke_url()),
+            ("STREAMIFY_YOUTUBE_API_URL", self.api_url()),
+        ];
+        let mut config = streamify::youtube::YouTubeConfig::from_lookup("http://unused", |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        });
+        config.http_timeout = Duration::from_secs(10);
+        config
+    }
+
+    /// Starts nginx-rtmp (plain + TLS front) whose publish callbacks come to this fake, and
+    /// makes it the ingestion address of every stream the fake creates.
+    pub fn start_ingestion(&self) -> streamify_testsupport::Nginx {
+        use streamify_testsupport::{Nginx, NginxOptions};
+        let nginx = tokio::task::block_in_place(|| {
+            Nginx::start(NginxOptions {
+                tls: true,
+                on_publish: Some(self.on_publish_url()),
+                on_publish_done: Some(self.on_publish_done_url()),
+                ..Default::default()
+            })
+        });
+        self.set_ingestion(
+            &format!("rtmp://127.0.0.1:{}/live2", nginx.rtmp_port),
+            &format!("rtmps://127.0.0.1:{}/live2", nginx.rtmps_port.unwrap()),
+        );
+        nginx
+    }
+}
