@@ -135,3 +135,85 @@ async fn str0m_whip_publish_records_clean_h264_aac() {
 async fn str0m_websocket_publish_records_clean_h264_aac() {
     publish_and_check("str0m-ws", Signaling::WebSocket).await;
 }
+
+/// Publishes `options` over WHIP to a fresh stream of `harness`, ends the session with DELETE
+/// and checks the recording.
+async fn whip_publish_and_check(mut harness: Harness, options: PublishOptions) {
+    let stream = harness.create_stream().await;
+    let limit = options.media_time + Duration::from_secs(40);
+    let publisher = Publisher::new(options);
+    let session = harness
+        .api
+        .whip_offer(&stream.whip_url, publisher.offer())
+        .await;
+    let answer = session.answer.clone();
+    let result = within(
+        limit,
+        "the str0m publisher",
+        tokio::task::spawn_blocking(move || publisher.run(&answer)),
+    )
+    .await
+    .expect("publisher thread");
+    let report = result.unwrap_or_else(|e| {
+        panic!(
+            "publishing over WHIP failed: {e}\n{}",
+            harness.diagnostics("")
+        )
+    });
+    assert_eq!(harness.api.whip_delete(&session.location).await, 200);
+    harness
+        .finish_and_check(&stream.id, report.media_sent, "")
+        .await;
+}
+
+/// The default deployment binds the WebRTC socket to 0.0.0.0 and advertises the interfaces'
+/// addresses: str0m must be told the advertised address a datagram came in on, not 0.0.0.0
+/// (it drops STUN for an address that is none of its candidates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn str0m_publishes_to_a_server_bound_to_every_interface() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let harness = Harness::start_with("str0m-any", |c| {
+        c.webrtc_udp = "0.0.0.0:0".parse().unwrap();
+    })
+    .await;
+    let advertised = streamify::config::interface_ipv4_addresses();
+    let Some(ip) = advertised.first().copied() else {
+        panic!("this machine has no non-loopback IPv4 address to advertise: the test needs one");
+    };
+    whip_publish_and_check(
+        harness,
+        PublishOptions {
+            media_time: Duration::from_secs(6),
+            bind_ip: ip,
+            ..PublishOptions::default()
+        },
+    )
+    .await;
+}
+
+/// Behind a 1:1 NAT (or a relay) the advertised address (`--webrtc-public-ips`) is not the
+/// bound one: the publisher reaches the server through a UDP relay listening at 127.0.0.2
+/// while the server binds 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn str0m_publishes_through_a_relay_at_the_advertised_address() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let public: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let harness = Harness::start_with("str0m-relay", |c| {
+        c.webrtc_public_ips = vec![public];
+    })
+    .await;
+    let relay = support::udp_relay::UdpRelay::start(public, harness.udp_addr()).await;
+    whip_publish_and_check(
+        harness,
+        PublishOptions {
+            media_time: Duration::from_secs(6),
+            ..PublishOptions::default()
+        },
+    )
+    .await;
+    assert!(
+        relay.forwarded() > 100,
+        "{} datagrams relayed",
+        relay.forwarded()
+    );
+}

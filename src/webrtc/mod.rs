@@ -117,12 +117,8 @@ impl Ingest {
     /// Binds the one UDP socket and starts reading it. `advertised` are the host candidate
     /// addresses (their port is the bound port).
     pub async fn bind(addr: SocketAddr, advertised: Vec<IpAddr>) -> std::io::Result<Ingest> {
-        let mux = udp::UdpMux::bind(addr).await?;
-        let port = mux.local_addr().port();
-        let candidates = advertised
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
+        let mux = udp::UdpMux::bind(addr, &advertised).await?;
+        let candidates = mux.advertised().to_vec();
         tokio::spawn(mux.clone().run());
         Ok(Ingest { mux, candidates })
     }

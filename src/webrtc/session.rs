@@ -247,7 +247,7 @@ impl Session {
             self.disconnected_since = None;
             self.disconnected.store(false, Ordering::Relaxed);
         }
-        let local = self.mux.local_addr();
+        let local = self.mux.receive_address(d.source);
         self.mutate(d.at, |rtc| {
             let Ok(contents) = d.data.as_ref().try_into() else {
                 return Ok(());

@@ -2,7 +2,7 @@
 //! `Rtc::accepts` (and a source-address cache for the packets that follow).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,6 +31,9 @@ struct Entry {
 pub(crate) struct UdpMux {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    /// The host candidates advertised for this socket (same port; other addresses behind a
+    /// 1:1 NAT or a relay).
+    advertised: Vec<SocketAddr>,
     sessions: Mutex<Vec<Entry>>,
     by_source: Mutex<HashMap<SocketAddr, u64>>,
     next_key: AtomicU64,
@@ -54,12 +57,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl UdpMux {
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<UdpMux>> {
+    /// Binds `addr`; `advertised` are the host candidate addresses (their port becomes the
+    /// bound port; none: the bound address).
+    pub async fn bind(addr: SocketAddr, advertised: &[IpAddr]) -> std::io::Result<Arc<UdpMux>> {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
+        let advertised = if advertised.is_empty() {
+            vec![local]
+        } else {
+            advertised
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, local.port()))
+                .collect()
+        };
         Ok(Arc::new(UdpMux {
             socket: Arc::new(socket),
             local,
+            advertised,
             sessions: Mutex::new(Vec::new()),
             by_source: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
@@ -68,6 +82,35 @@ impl UdpMux {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The host candidates advertised for this socket.
+    pub fn advertised(&self) -> &[SocketAddr] {
+        &self.advertised
+    }
+
+    /// The local address str0m must be told a datagram from `source` arrived on: the
+    /// advertised candidate it was sent to. str0m drops STUN whose destination is none of its
+    /// host candidates, and behind a 1:1 NAT (or a relay) the bound address is not one. The
+    /// socket cannot tell which advertised address a datagram was sent to (a socket bound to
+    /// every interface least of all): the bound address if it is advertised, else the source's
+    /// own address if advertised (a publisher on this host), else the first advertised address
+    /// of the source's family. Replies go out of the one socket whichever it is.
+    pub fn receive_address(&self, source: SocketAddr) -> SocketAddr {
+        if self.advertised.contains(&self.local) {
+            return self.local;
+        }
+        self.advertised
+            .iter()
+            .find(|a| a.ip() == source.ip())
+            .or_else(|| {
+                self.advertised
+                    .iter()
+                    .find(|a| a.is_ipv4() == source.is_ipv4())
+            })
+            .or(self.advertised.first())
+            .copied()
+            .unwrap_or(self.local)
     }
 
     pub fn socket(&self) -> &Arc<UdpSocket> {
@@ -132,7 +175,7 @@ impl UdpMux {
             Receive {
                 proto: Protocol::Udp,
                 source: datagram.source,
-                destination: self.local,
+                destination: self.receive_address(datagram.source),
                 contents,
             },
         );

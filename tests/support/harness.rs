@@ -80,6 +80,11 @@ impl Harness {
         self.server.as_ref().expect("server running").http_addr()
     }
 
+    /// The server's WebRTC UDP address.
+    pub fn udp_addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("server running").udp_addr()
+    }
+
     /// The RTMP URL of this test's recording.
     pub fn rtmp_url(&self) -> String {
         self.nginx.rtmp_url("live", &self.name)

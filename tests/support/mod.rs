@@ -8,6 +8,7 @@
 //! - [`checks`]: the recording checks every end-to-end test makes.
 //! - [`harness`]: nginx-rtmp + the server in process + an API client for one test.
 //! - [`logs`]: the in-process server's log, captured for failure messages.
+//! - [`udp_relay`]: a UDP relay between client and server that can cut the network.
 //! - [`api`]: the in-process server with its defaults and a client, for the API tests.
 //!
 //! Every test binary compiles the whole module but uses only part of it.
@@ -21,6 +22,7 @@ pub mod logs;
 pub mod netns;
 pub mod publisher;
 pub mod signaling;
+pub mod udp_relay;
 
 use std::future::Future;
 use std::time::Duration;

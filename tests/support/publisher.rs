@@ -34,6 +34,8 @@ pub struct PublishOptions {
     pub media_time: Duration,
     /// How long ICE + DTLS may take before the publish fails.
     pub connect_timeout: Duration,
+    /// The address the publisher's UDP socket binds (its host candidate).
+    pub bind_ip: std::net::IpAddr,
 }
 
 impl Default for PublishOptions {
@@ -45,6 +47,7 @@ impl Default for PublishOptions {
             audio: true,
             media_time: Duration::from_secs(12),
             connect_timeout: Duration::from_secs(20),
+            bind_ip: Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -89,10 +92,10 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Binds a UDP socket on 127.0.0.1 and makes the offer (H.264 + Opus only, host candidate
-    /// included, no trickle needed).
+    /// Binds a UDP socket on `options.bind_ip` (127.0.0.1 by default) and makes the offer
+    /// (H.264 + Opus only, host candidate included, no trickle needed).
     pub fn new(options: PublishOptions) -> Publisher {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind publisher UDP");
+        let socket = UdpSocket::bind((options.bind_ip, 0)).expect("bind publisher UDP");
         let local = socket.local_addr().expect("publisher local addr");
         let mut rtc = Rtc::builder()
             .clear_codecs()
