@@ -13,13 +13,17 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streamify_testsupport::require_tool;
+use streamify_testsupport::{ffprobe, require_tool};
 use support::browser::Chromium;
+use support::checks;
 use support::harness::{Harness, Signaling};
 use support::netns;
+use support::udp_relay::UdpRelay;
 
 /// Wall time the browser publishes once connected.
 const PUBLISH_TIME: Duration = Duration::from_secs(15);
+/// How long the network is cut under the live page.
+const CUT_TIME: Duration = Duration::from_secs(12);
 /// The whole inner run (Chromium start, connect, publish, checks) on a busy machine.
 const INNER_LIMIT: Duration = Duration::from_secs(180);
 
@@ -124,5 +128,187 @@ fn browser_websocket_publish_records_clean_h264_aac() {
     browser_test(
         "browser_websocket_publish_records_clean_h264_aac",
         Signaling::WebSocket,
+    );
+}
+
+/// The network drops under a live page (every datagram between Chromium and the server
+/// lost for 12 s, through a UDP relay at the server's advertised address): the server marks
+/// the publisher disconnected and keeps the stream, the page notices, re-publishes over WHIP on the
+/// same stream with the same camera, and once the network is back the stream goes on: one
+/// recording, strictly clean, the pause in its timeline once, a keyframe right after it.
+#[test]
+fn browser_publishes_again_after_the_network_drops() {
+    const NAME: &str = "browser_publishes_again_after_the_network_drops";
+    if !netns::inside(NAME) {
+        require_tool("chromium");
+        let _serial = support::ONE_AT_A_TIME.blocking_lock();
+        netns::run_inside(NAME, INNER_LIMIT);
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(network_drop(NAME));
+}
+
+async fn network_drop(name: &str) {
+    let public: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut harness = Harness::start_with(name, |c| {
+        c.webrtc_public_ips = vec![public];
+    })
+    .await;
+    let relay = UdpRelay::start(public, harness.udp_addr()).await;
+    let stream = harness.create_stream().await;
+    let browser = Chromium::launch(&harness.dir).await;
+    browser
+        .navigate(&format!("http://{}/", harness.http_addr()))
+        .await;
+    let publish = format!(
+        "streamify.publishWhip({{whipUrl: {}, token: {}}})",
+        serde_json::to_string(&stream.whip_url).unwrap(),
+        serde_json::to_string(harness.api.token()).unwrap()
+    );
+    if let Err(e) = browser.eval(&publish).await {
+        panic!(
+            "the page could not publish: {e}\n{}",
+            harness.diagnostics(&browser.logs())
+        );
+    }
+    browser
+        .wait_for(
+            "streamify.state.phase === 'live' || streamify.state.phase === 'error'",
+            Duration::from_secs(30),
+            "the browser's peer connection",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = harness.api.get_stream(&stream.id).await;
+    assert_eq!(before["state"], "live", "{before}");
+
+    relay.cut();
+    let cut_at = Instant::now();
+    // The page notices (ICE disconnected for a while) and re-publishes: its new session is
+    // signaled over HTTP, but ICE cannot get through until the network is back.
+    browser
+        .wait_for(
+            "streamify.state.phase === 'reconnecting' || streamify.state.phase === 'error'",
+            CUT_TIME,
+            "the page noticing the drop",
+        )
+        .await;
+    let noticed = cut_at.elapsed();
+    let phase = browser
+        .eval("streamify.state.phase")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        phase,
+        "reconnecting",
+        "the page did not notice the drop within {CUT_TIME:?}\n{}",
+        harness.diagnostics(&browser.logs())
+    );
+    tokio::time::sleep(CUT_TIME.saturating_sub(cut_at.elapsed())).await;
+    let during = harness.api.get_stream(&stream.id).await;
+    assert_eq!(
+        during["state"], "live",
+        "the stream waits for its publisher: {during}"
+    );
+    println!(
+        "{name}: the page noticed the drop after {noticed:?}; network restored after {:?}, {} \
+         datagrams dropped",
+        cut_at.elapsed(),
+        relay.dropped()
+    );
+    relay.restore();
+    let back = browser
+        .wait_for(
+            "(streamify.state.phase === 'live' && streamify.state.reconnects >= 1) || streamify.state.phase === 'error'",
+            Duration::from_secs(30),
+            "the page publishing again",
+        )
+        .await;
+    let page = browser.eval("streamify.state").await.unwrap_or_default();
+    assert_eq!(
+        page["phase"],
+        "live",
+        "the page did not publish again: {back} {page}\n{}",
+        harness.diagnostics(&browser.logs())
+    );
+    // The view's publisher figures follow once a second.
+    let waited = Instant::now();
+    let resumed = loop {
+        let s = harness.api.get_stream(&stream.id).await;
+        if s["publisher"]["connected"] == true || waited.elapsed() > Duration::from_secs(5) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(resumed["state"], "live", "{resumed}");
+    assert!(resumed["publisher_lost"].is_null(), "{resumed}");
+    assert_ne!(
+        resumed["publisher"]["session_id"], before["publisher"]["session_id"],
+        "a new session took the stream over: {resumed}"
+    );
+    assert_eq!(resumed["publisher"]["connected"], true, "{resumed}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = browser.eval("streamify.stop()").await.unwrap_or_default();
+    let logs = browser.logs();
+    drop(browser);
+    println!("{name}: page state {page}, published {sent} s");
+
+    let (recording, ended) = harness.finish(&stream.id).await;
+    assert_eq!(
+        ended["destinations"][0]["stats"]["reconnects"], 0,
+        "the destination stayed connected through the drop: {ended}"
+    );
+    let recordings = harness.nginx.recordings(&harness.name);
+    assert_eq!(recordings.len(), 1, "one recording: {recordings:?}");
+    if let Err(e) = ffprobe::strict_decode(&recording) {
+        panic!(
+            "the recording does not decode clean: {e}\n{}",
+            harness.diagnostics(&logs)
+        );
+    }
+    let video = ffprobe::packets(&recording, "v");
+    let audio = ffprobe::packets(&recording, "a");
+    assert!(!audio.is_empty(), "no audio recorded");
+    assert!(
+        video.first().is_some_and(|p| p.keyframe),
+        "the recording starts without a keyframe"
+    );
+    // Gaps between video frames: the drop once, a keyframe right after it, and keyframes at
+    // most 2.5 s apart on either side of it.
+    let gaps: Vec<(usize, f64)> = video
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i + 1, w[1].pts - w[0].pts))
+        .filter(|(_, gap)| *gap > 1.0)
+        .collect();
+    assert_eq!(gaps.len(), 1, "one pause in the timeline: {gaps:?}");
+    let (after_gap, gap) = gaps[0];
+    assert!(
+        video[after_gap].keyframe,
+        "the first frame after the pause ({gap:.2} s) is not a keyframe"
+    );
+    let worst_interval = |frames: &[ffprobe::Packet]| {
+        let times: Vec<f64> = frames
+            .iter()
+            .filter(|p| p.keyframe)
+            .map(|p| p.pts)
+            .collect();
+        times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
+    };
+    let worst = worst_interval(&video[..after_gap]).max(worst_interval(&video[after_gap..]));
+    assert!(
+        worst <= checks::MAX_KEYFRAME_INTERVAL,
+        "keyframes {worst:.2} s apart outside the pause"
+    );
+    println!(
+        "{name}: {} video and {} audio packets, paused {gap:.2} s at {:.2} s",
+        video.len(),
+        audio.len(),
+        video[after_gap - 1].pts
     );
 }

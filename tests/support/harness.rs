@@ -118,6 +118,16 @@ impl Harness {
         diagnostics(&self.nginx, &self.dir, extra)
     }
 
+    /// After the publisher has left: waits until the recording stops growing, then stops the
+    /// stream, the server and nginx (recording finalized). Returns the recording's path and
+    /// the stream as it was just before the stop.
+    pub async fn finish(&mut self, stream_id: &str) -> (PathBuf, Value) {
+        let recording = self.nginx.recording(&self.name);
+        wait_until_stable(&recording, Duration::from_secs(20)).await;
+        let stream = self.stop_everything(stream_id).await;
+        (recording, stream)
+    }
+
     /// After the publisher has left: waits until the recording stops growing, reads the
     /// stream's figures from the API, stops the server and nginx (recording finalized), then
     /// checks the recording against `sent`. Panics with every log if a check fails.
@@ -127,10 +137,8 @@ impl Harness {
         sent: Duration,
         extra_logs: &str,
     ) -> (Figures, Value) {
+        let (recording, stream) = self.finish(stream_id).await;
         let name = self.name.clone();
-        let recording = self.nginx.recording(&name);
-        wait_until_stable(&recording, Duration::from_secs(20)).await;
-        let stream = self.stop_everything(stream_id).await;
         let (figures, failures) = check_recording(&recording, sent);
         let figures_text = figures
             .as_ref()
