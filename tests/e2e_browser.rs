@@ -133,16 +133,31 @@ fn browser_websocket_publish_records_clean_h264_aac() {
 
 /// The network drops under a live page (every datagram between Chromium and the server
 /// lost for 12 s, through a UDP relay at the server's advertised address): the server marks
-/// the publisher disconnected and keeps the stream, the page notices, re-publishes over WHIP on the
+/// the publisher disconnected and keeps the stream, the page notices, re-publishes on the
 /// same stream with the same camera, and once the network is back the stream goes on: one
 /// recording, strictly clean, the pause in its timeline once, a keyframe right after it.
 #[test]
-fn browser_publishes_again_after_the_network_drops() {
-    const NAME: &str = "browser_publishes_again_after_the_network_drops";
-    if !netns::inside(NAME) {
+fn browser_publishes_again_over_whip_after_the_network_drops() {
+    network_drop_test(
+        "browser_publishes_again_over_whip_after_the_network_drops",
+        Signaling::Whip,
+    );
+}
+
+/// The same over the WebSocket: a new ticket, a new socket and a new peer connection.
+#[test]
+fn browser_publishes_again_over_the_websocket_after_the_network_drops() {
+    network_drop_test(
+        "browser_publishes_again_over_the_websocket_after_the_network_drops",
+        Signaling::WebSocket,
+    );
+}
+
+fn network_drop_test(name: &str, signaling: Signaling) {
+    if !netns::inside(name) {
         require_tool("chromium");
         let _serial = support::ONE_AT_A_TIME.blocking_lock();
-        netns::run_inside(NAME, INNER_LIMIT);
+        netns::run_inside(name, INNER_LIMIT);
         return;
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -150,10 +165,10 @@ fn browser_publishes_again_after_the_network_drops() {
         .enable_all()
         .build()
         .expect("tokio runtime")
-        .block_on(network_drop(NAME));
+        .block_on(network_drop(name, signaling));
 }
 
-async fn network_drop(name: &str) {
+async fn network_drop(name: &str, signaling: Signaling) {
     let public: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     let mut harness = Harness::start_with(name, |c| {
         c.webrtc_public_ips = vec![public];
@@ -165,11 +180,17 @@ async fn network_drop(name: &str) {
     browser
         .navigate(&format!("http://{}/", harness.http_addr()))
         .await;
-    let publish = format!(
-        "streamify.publishWhip({{whipUrl: {}, token: {}}})",
-        serde_json::to_string(&stream.whip_url).unwrap(),
-        serde_json::to_string(harness.api.token()).unwrap()
-    );
+    let token = serde_json::to_string(harness.api.token()).unwrap();
+    let publish = match signaling {
+        Signaling::Whip => format!(
+            "streamify.publishWhip({{whipUrl: {}, token: {token}}})",
+            serde_json::to_string(&stream.whip_url).unwrap()
+        ),
+        Signaling::WebSocket => format!(
+            "streamify.publishWs({{streamId: {}, token: {token}}})",
+            serde_json::to_string(&stream.id).unwrap()
+        ),
+    };
     if let Err(e) = browser.eval(&publish).await {
         panic!(
             "the page could not publish: {e}\n{}",
