@@ -190,3 +190,43 @@ impl UdpMux {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn str0m_hears_of_the_advertised_address_the_datagram_was_sent_to() {
+        // Bound and advertised alike (the tests' and a single-interface deployment).
+        let mux = UdpMux::bind(addr("127.0.0.1:0"), &[]).await.unwrap();
+        let local = mux.local_addr();
+        assert_eq!(mux.advertised(), &[local]);
+        assert_eq!(mux.receive_address(addr("127.0.0.1:5000")), local);
+
+        // Behind a 1:1 NAT or a relay: the advertised address, never the bound one.
+        let public: IpAddr = "127.0.0.2".parse().unwrap();
+        let mux = UdpMux::bind(addr("127.0.0.1:0"), &[public]).await.unwrap();
+        let port = mux.local_addr().port();
+        let expected = SocketAddr::new(public, port);
+        assert_eq!(mux.receive_address(addr("127.0.0.1:5000")), expected);
+        assert_eq!(mux.receive_address(addr("[::1]:5000")), expected);
+
+        // Bound to every interface: the source's own address when it is one of ours (a
+        // publisher on this host), else the first of the source's family.
+        let v4a: IpAddr = "10.0.0.5".parse().unwrap();
+        let v4b: IpAddr = "192.168.1.2".parse().unwrap();
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        let mux = UdpMux::bind(addr("0.0.0.0:0"), &[v4a, v6, v4b])
+            .await
+            .unwrap();
+        let port = mux.local_addr().port();
+        let at = |ip: IpAddr| SocketAddr::new(ip, port);
+        assert_eq!(mux.receive_address(addr("192.168.1.2:7000")), at(v4b));
+        assert_eq!(mux.receive_address(addr("203.0.113.9:7000")), at(v4a));
+        assert_eq!(mux.receive_address(addr("[2001:db8::1]:7000")), at(v6));
+    }
+}
