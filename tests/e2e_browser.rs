@@ -210,26 +210,45 @@ async fn network_drop(name: &str, signaling: Signaling) {
 
     relay.cut();
     let cut_at = Instant::now();
-    // The page notices (ICE disconnected for a while) and re-publishes: its new session is
-    // signaled over HTTP, but ICE cannot get through until the network is back.
-    browser
-        .wait_for(
-            "streamify.state.phase === 'reconnecting' || streamify.state.phase === 'error'",
-            CUT_TIME,
-            "the page noticing the drop",
-        )
-        .await;
-    let noticed = cut_at.elapsed();
-    let phase = browser
-        .eval("streamify.state.phase")
-        .await
-        .unwrap_or_default();
+    // The server sees the silence (5 s) and shows its publisher disconnected; the page notices
+    // (ICE disconnected for a while) and re-publishes: its new session is signaled over HTTP,
+    // but ICE cannot get through until the network is back.
+    let mut server_saw = None;
+    let (noticed, phase) = loop {
+        let phase = browser
+            .eval("streamify.state.phase")
+            .await
+            .unwrap_or_default();
+        if phase == "reconnecting" || phase == "error" {
+            break (cut_at.elapsed(), phase);
+        }
+        let s = harness.api.get_stream(&stream.id).await;
+        if server_saw.is_none()
+            && s["publisher"]["session_id"] == before["publisher"]["session_id"]
+            && s["publisher"]["disconnected"] == true
+        {
+            server_saw = Some(cut_at.elapsed());
+        }
+        assert!(
+            cut_at.elapsed() < CUT_TIME,
+            "the page did not notice the drop within {CUT_TIME:?}\n{}",
+            harness.diagnostics(&browser.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(
         phase,
         "reconnecting",
-        "the page did not notice the drop within {CUT_TIME:?}\n{}",
+        "the page failed instead of publishing again\n{}",
         harness.diagnostics(&browser.logs())
     );
+    let Some(server_saw) = server_saw else {
+        panic!(
+            "the stream's view never showed its publisher disconnected before the page \
+             re-published after {noticed:?}\n{}",
+            harness.diagnostics(&browser.logs())
+        );
+    };
     tokio::time::sleep(CUT_TIME.saturating_sub(cut_at.elapsed())).await;
     let during = harness.api.get_stream(&stream.id).await;
     assert_eq!(
@@ -237,8 +256,8 @@ async fn network_drop(name: &str, signaling: Signaling) {
         "the stream waits for its publisher: {during}"
     );
     println!(
-        "{name}: the page noticed the drop after {noticed:?}; network restored after {:?}, {} \
-         datagrams dropped",
+        "{name}: the server showed its publisher disconnected after {server_saw:?}, the page \
+         noticed the drop after {noticed:?}; network restored after {:?}, {} datagrams dropped",
         cut_at.elapsed(),
         relay.dropped()
     );
@@ -273,6 +292,7 @@ async fn network_drop(name: &str, signaling: Signaling) {
         "a new session took the stream over: {resumed}"
     );
     assert_eq!(resumed["publisher"]["connected"], true, "{resumed}");
+    assert_eq!(resumed["publisher"]["disconnected"], false, "{resumed}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let sent = browser.eval("streamify.stop()").await.unwrap_or_default();
     let logs = browser.logs();

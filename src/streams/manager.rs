@@ -141,6 +141,10 @@ pub struct DestinationSnapshot {
 pub struct PublisherSnapshot {
     /// The session id (WHIP resource).
     pub session_id: String,
+    /// Connected once, but now ICE is disconnected or nothing arrived for 5 s: the publisher
+    /// may still come back, or a new publish replace it at once, before it is declared lost
+    /// (`publisher_lost`) after `--ice-disconnect-timeout-secs`.
+    pub disconnected: bool,
     /// Peer connection figures.
     #[serde(flatten)]
     pub session: SessionStats,
@@ -434,6 +438,7 @@ impl Stream {
             publisher: core.publisher.as_ref().filter(|p| p.is_running()).map(|p| {
                 PublisherSnapshot {
                     session_id: p.id.clone(),
+                    disconnected: p.is_disconnected(),
                     session: core.session_stats.clone(),
                 }
             }),
