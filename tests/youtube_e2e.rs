@@ -943,3 +943,93 @@ async fn a_youtube_destination_added_to_a_live_stream_goes_live_beside_the_other
     let recording = plain.recording("plain-rtmp-destination");
     streamify_testsupport::ffprobe::strict_decode(&recording).expect("clean RTMP recording");
 }
+
+/// Google refuses the `complete` at stop (its transient `500 backendError`): the stream still
+/// stops at once, and the server's clean-up completes the broadcast a moment later instead of
+/// leaving it live on the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_refused_at_stop_is_done_by_the_clean_up() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let env = Env::start("yt-complete-later", |c| {
+        // The clean-up runs every 200 ms but touches a broadcast only after 2 s unchanged.
+        sweep_often(c);
+        c.timing.cleanup_min_age = Duration::from_secs(2);
+    })
+    .await;
+    let me = Who::Browser(env.sign_in().await);
+    let created = env
+        .create_youtube_stream(&me, "complete later", json!({"type": "youtube"}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let publishing = env.publish(&created, &me, Duration::from_secs(8)).await;
+    let live = env
+        .wait_for(&id, &me, Duration::from_secs(40), "destination live", |v| {
+            state_of(v).1 == "live"
+        })
+        .await;
+    let broadcast_id = destination(&live)["youtube"]["broadcast_id"]
+        .as_str()
+        .expect("broadcast id")
+        .to_string();
+    // Live for longer than the clean-up's minimum age: it must still leave it alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lifecycle = |env: &Env| {
+        env.fake.broadcast(&broadcast_id).unwrap()["status"]["lifeCycleStatus"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(lifecycle(&env), "live", "{:?}", env.fake.calls());
+
+    env.fake.fail_once("liveBroadcasts.transition(complete)");
+    let (status, body) = env
+        .post(&format!("/api/streams/{id}/stop"), &me, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ended = env
+        .wait_for(&id, &me, Duration::from_secs(15), "stream over", |v| {
+            matches!(v["state"].as_str(), Some("ended" | "failed"))
+        })
+        .await;
+    // The destination says what happened and what comes next.
+    let error = &destination(&ended)["error"];
+    assert_eq!(error["code"], "youtube_unreachable", "{ended}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ends it in the background")),
+        "{ended}"
+    );
+    assert!(
+        env.fake
+            .calls()
+            .contains(&"liveBroadcasts.transition(complete) -> 500".to_string()),
+        "{:?}",
+        env.fake.calls()
+    );
+    assert_eq!(
+        lifecycle(&env),
+        "live",
+        "the refused complete changed nothing"
+    );
+    within(
+        Duration::from_secs(15),
+        "the clean-up completing the broadcast",
+        async {
+            while lifecycle(&env) != "complete" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    let calls = env.fake.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| *c == "liveBroadcasts.transition(complete)")
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    let _ = within(Duration::from_secs(30), "the publisher", publishing).await;
+}

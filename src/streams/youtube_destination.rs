@@ -516,7 +516,23 @@ impl Launch {
             self.on_event(event, &mut created);
         }
         self.set(DestinationState::Stopping, watched.as_ref().err().cloned());
-        let stopped = driver.stop(&session, &mut publisher).await;
+        let every = self.youtube.config().timing.cleanup_interval;
+        let stopped = driver.stop(&session, &mut publisher).await.map_err(|e| {
+            // The broadcast stays open in the store: the server's clean-up completes it.
+            let within = if every.as_secs() >= 60 {
+                format!("{} minutes", every.as_secs().div_ceil(60))
+            } else {
+                format!("{} s", every.as_secs().max(1))
+            };
+            Error::new(
+                e.code,
+                format!(
+                    "{} The broadcast could not be ended now: Streamify ends it in the \
+                     background within {within} (or end it in YouTube Studio).",
+                    e.message
+                ),
+            )
+        });
         drop(changed_tx);
         match watched.and(stopped) {
             Ok(()) => self.set(DestinationState::Stopped, None),

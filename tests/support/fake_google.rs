@@ -127,6 +127,8 @@ struct FakeState {
     unauthorized: u32,
     revoked: Vec<String>,
     publish_log: Vec<String>,
+    /// Calls (as labelled in `calls`) to answer once with Google's transient 500 instead.
+    fail_once: Vec<String>,
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> String {
@@ -291,6 +293,7 @@ impl FakeGoogle {
             active_delay: Duration::from_millis(300),
             starting_delay: Duration::from_millis(300),
             health_issues: Vec::new(),
+            fail_once: Vec::new(),
             ingest_rtmp: "rtmp://127.0.0.1:1/live2".into(),
             ingest_rtmps: "rtmps://127.0.0.1:1/live2".into(),
             codes: HashMap::new(),
@@ -420,6 +423,12 @@ impl FakeGoogle {
         s.access.clear();
     }
     /// How long after the RTMP publish starts the stream becomes `active`.
+    /// The next call labelled `label` (as in [`FakeGoogle::calls`], e.g.
+    /// `liveBroadcasts.transition(complete)`) fails with Google's transient
+    /// `500 backendError` and changes nothing; the one after it runs.
+    pub fn fail_once(&self, label: &str) {
+        self.state().fail_once.push(label.to_string());
+    }
     pub fn set_active_delay(&self, delay: Duration) {
         self.state().active_delay = delay;
     }
@@ -806,6 +815,11 @@ async fn youtube_api(
     } else {
         call.name.to_string()
     };
+    if let Some(i) = s.fail_once.iter().position(|l| *l == label) {
+        s.fail_once.remove(i);
+        s.calls.push(format!("{label} -> 500"));
+        return api_error(500, "global", "backendError", "Backend Error");
+    }
     s.calls.push(label);
     // Scopes.
     let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
