@@ -27,7 +27,9 @@ const CUT_TIME: Duration = Duration::from_secs(14);
 /// The whole inner run (Chromium start, connect, publish, checks) on a busy machine.
 const INNER_LIMIT: Duration = Duration::from_secs(180);
 
-fn browser_test(name: &str, signaling: Signaling) {
+/// Outside the namespace: re-runs test `name` inside one (one browser test at a time).
+/// Inside: runs `test` on a runtime of its own.
+fn in_netns<F: std::future::Future<Output = ()>>(name: &str, test: impl FnOnce() -> F) {
     if !netns::inside(name) {
         require_tool("chromium");
         let _serial = support::ONE_AT_A_TIME.blocking_lock();
@@ -39,7 +41,11 @@ fn browser_test(name: &str, signaling: Signaling) {
         .enable_all()
         .build()
         .expect("tokio runtime")
-        .block_on(publish_from_browser(name, signaling));
+        .block_on(test());
+}
+
+fn browser_test(name: &str, signaling: Signaling) {
+    in_netns(name, || publish_from_browser(name, signaling));
 }
 
 async fn publish_from_browser(name: &str, signaling: Signaling) {
@@ -154,18 +160,7 @@ fn browser_publishes_again_over_the_websocket_after_the_network_drops() {
 }
 
 fn network_drop_test(name: &str, signaling: Signaling) {
-    if !netns::inside(name) {
-        require_tool("chromium");
-        let _serial = support::ONE_AT_A_TIME.blocking_lock();
-        netns::run_inside(name, INNER_LIMIT);
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(network_drop(name, signaling));
+    in_netns(name, || network_drop(name, signaling));
 }
 
 async fn network_drop(name: &str, signaling: Signaling) {
