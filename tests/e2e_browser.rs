@@ -203,6 +203,7 @@ async fn network_drop(name: &str, signaling: Signaling) {
     let before = harness.api.get_stream(&stream.id).await;
     assert_eq!(before["state"], "live", "{before}");
 
+    let events = harness.api.follow_events(&stream.id).await;
     relay.cut();
     let cut_at = Instant::now();
     // The server sees the silence (5 s) and shows its publisher disconnected; the page notices
@@ -288,6 +289,21 @@ async fn network_drop(name: &str, signaling: Signaling) {
     );
     assert_eq!(resumed["publisher"]["connected"], true, "{resumed}");
     assert_eq!(resumed["publisher"]["disconnected"], false, "{resumed}");
+    // A watcher of the events saw it all: disconnected, then a new publisher resuming.
+    let seen: Vec<String> = events
+        .lock()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .filter(|e| e["kind"] == "publisher")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        seen.first().is_some_and(|s| s == "disconnected") && seen.contains(&"resumed".into()),
+        "publisher events: {seen:?}"
+    );
+    println!("{name}: publisher events {seen:?}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let sent = browser.eval("streamify.stop()").await.unwrap_or_default();
     let logs = browser.logs();

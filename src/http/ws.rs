@@ -205,6 +205,7 @@ impl Signaling {
             "error": s.error,
             "session_id": s.publisher.as_ref().map(|p| p.session_id.clone()),
             "publisher_lost": s.publisher_lost,
+            "publisher_disconnected": s.publisher.as_ref().is_some_and(|p| p.disconnected),
             "destinations": destinations,
         }))
     }

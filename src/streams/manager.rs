@@ -94,7 +94,9 @@ pub enum StreamEvent {
     State(Transition),
     /// The publisher was lost (the stream waits for it until `until_ms`) or came back.
     Publisher {
-        /// `lost` or `resumed`.
+        /// `disconnected` (quiet or ICE disconnected; it may come back), `connected` (heard
+        /// from again), `lost` (given up: the grace period runs) or `resumed` (a new
+        /// publisher continues the stream).
         state: &'static str,
         /// Unix milliseconds when the grace period ends (`lost` only).
         until_ms: Option<u64>,
@@ -864,6 +866,22 @@ impl Stream {
 }
 
 impl PublisherSink for Stream {
+    fn disconnected(&self, session_id: &str, disconnected: bool) {
+        let core = lock(&self.core);
+        if core.publisher.as_ref().is_some_and(|p| p.id == session_id) {
+            tracing::info!(stream = %self.id, session = %session_id, disconnected, "publisher connection");
+            self.emit(StreamEvent::Publisher {
+                state: if disconnected {
+                    "disconnected"
+                } else {
+                    "connected"
+                },
+                until_ms: None,
+                error: None,
+            });
+        }
+    }
+
     fn media_started(&self, session_id: &str) {
         let mut core = lock(&self.core);
         if core.publisher.as_ref().is_some_and(|p| p.id == session_id) {

@@ -29,6 +29,11 @@ pub trait PublisherSink: Send + Sync + 'static {
     fn stats(&self, session_id: &str, stats: PipelineStats, session: SessionStats);
     /// The session is over: cleanly (`None`) or with an error (`ice_failed`, `internal`).
     fn ended(&self, session_id: &str, error: Option<Error>);
+    /// The connected publisher went quiet or its ICE disconnected (`true`), or it is heard
+    /// from again (`false`). The session gives up after the disconnect timeout.
+    fn disconnected(&self, session_id: &str, disconnected: bool) {
+        let _ = (session_id, disconnected);
+    }
 }
 
 /// Figures of the peer connection itself.

@@ -245,7 +245,7 @@ impl Session {
             // Heard from again: the disconnection was silence, not ICE.
             self.silent = false;
             self.disconnected_since = None;
-            self.disconnected.store(false, Ordering::Relaxed);
+            self.set_disconnected(false);
         }
         let local = self.mux.receive_address(d.source);
         self.mutate(d.at, |rtc| {
@@ -287,7 +287,7 @@ impl Session {
             tracing::info!(session = %self.id, "publisher silent: treating it as disconnected");
             self.silent = true;
             self.disconnected_since.get_or_insert(self.last_datagram);
-            self.disconnected.store(true, Ordering::Relaxed);
+            self.set_disconnected(true);
         }
         if let Some(since) = self.disconnected_since {
             if now >= since + self.config.disconnect_timeout {
@@ -334,13 +334,13 @@ impl Session {
             Event::IceConnectionStateChange(state) => match state {
                 IceConnectionState::Disconnected => {
                     self.disconnected_since.get_or_insert(now);
-                    self.disconnected.store(true, Ordering::Relaxed);
+                    self.set_disconnected(true);
                 }
                 IceConnectionState::Checking
                 | IceConnectionState::Connected
                 | IceConnectionState::Completed => {
                     self.disconnected_since = None;
-                    self.disconnected.store(false, Ordering::Relaxed);
+                    self.set_disconnected(false);
                 }
                 IceConnectionState::New => {}
             },
@@ -442,6 +442,15 @@ impl Session {
                 Ok(())
             }),
             Err(e) => tracing::debug!(session = %self.id, "ignoring remote candidate: {e}"),
+        }
+    }
+
+    /// Sets the shared flag and tells the sink when it flips.
+    fn set_disconnected(&self, disconnected: bool) {
+        if self.disconnected.swap(disconnected, Ordering::Relaxed) != disconnected
+            && self.stats.connected
+        {
+            self.sink.disconnected(&self.id, disconnected);
         }
     }
 

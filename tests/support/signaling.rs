@@ -111,6 +111,28 @@ impl Api {
     }
 
     /// `GET /api/streams/{id}` (asserts 200).
+    /// Follows the stream's Server-Sent Events in the background; the returned text grows
+    /// with every event received (until the server ends the stream of events).
+    pub async fn follow_events(&self, id: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+        let mut resp = reqwest::Client::new()
+            .get(self.absolute(&format!("/api/streams/{id}/events")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET events");
+        assert_eq!(resp.status().as_u16(), 200, "GET /api/streams/{id}/events");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+        text
+    }
+
     pub async fn get_stream(&self, id: &str) -> Value {
         let resp = self
             .http
