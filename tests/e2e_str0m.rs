@@ -6,8 +6,9 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use streamify_testsupport::ffprobe;
 use support::harness::{Harness, Signaling};
 use support::publisher::{PublishOptions, PublishReport, Publisher};
 use support::signaling::WsSignaling;
@@ -215,5 +216,105 @@ async fn str0m_publishes_through_a_relay_at_the_advertised_address() {
         relay.forwarded() > 100,
         "{} datagrams relayed",
         relay.forwarded()
+    );
+}
+
+/// A drop shorter than the disconnect timeout is bridged by the same session: the relay drops
+/// every datagram for 7 s (more than the 5 s of silence that count as disconnected); the view
+/// and the events say `disconnected`, then `connected` again; the same session goes on and the
+/// recording is one clean stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_network_drop_is_bridged_by_the_same_session() {
+    let _serial = support::ONE_AT_A_TIME.lock().await;
+    let public: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut harness = Harness::start_with("str0m-short-drop", |c| {
+        c.webrtc_public_ips = vec![public];
+    })
+    .await;
+    let relay = support::udp_relay::UdpRelay::start(public, harness.udp_addr()).await;
+    let stream = harness.create_stream().await;
+    let media_time = Duration::from_secs(16);
+    let publisher = Publisher::new(PublishOptions {
+        media_time,
+        ..PublishOptions::default()
+    });
+    let session = harness
+        .api
+        .whip_offer(&stream.whip_url, publisher.offer())
+        .await;
+    let answer = session.answer.clone();
+    let running = tokio::task::spawn_blocking(move || publisher.run(&answer));
+    let events = harness.api.follow_events(&stream.id).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = harness.api.get_stream(&stream.id).await;
+    assert_eq!(before["state"], "live", "{before}");
+
+    relay.cut();
+    let cut_at = Instant::now();
+    let quiet = loop {
+        let s = harness.api.get_stream(&stream.id).await;
+        if s["publisher"]["disconnected"] == true {
+            break s;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(7),
+            "the publisher never showed as disconnected: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(quiet["publisher_lost"].is_null(), "{quiet}");
+    tokio::time::sleep(Duration::from_secs(7).saturating_sub(cut_at.elapsed())).await;
+    relay.restore();
+    let back = loop {
+        let s = harness.api.get_stream(&stream.id).await;
+        if s["publisher"]["disconnected"] == false {
+            break s;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(12),
+            "the publisher never came back: {s}\n{}",
+            harness.diagnostics("")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["state"], "live", "{back}");
+    assert_eq!(
+        back["publisher"]["session_id"], before["publisher"]["session_id"],
+        "the same session: {back}"
+    );
+    let report = within(
+        media_time + Duration::from_secs(40),
+        "the publisher",
+        running,
+    )
+    .await
+    .expect("publisher thread")
+    .unwrap_or_else(|e| panic!("the publisher failed: {e}\n{}", harness.diagnostics("")));
+    assert_eq!(harness.api.whip_delete(&session.location).await, 200);
+    let seen: Vec<String> = events
+        .lock()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+        .filter(|e| e["kind"] == "publisher")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(seen, ["disconnected", "connected"], "publisher events");
+    let (recording, ended) = harness.finish(&stream.id).await;
+    assert_eq!(
+        ended["destinations"][0]["stats"]["reconnects"], 0,
+        "{ended}"
+    );
+    if let Err(e) = ffprobe::strict_decode(&recording) {
+        panic!(
+            "the recording does not decode clean: {e}\n{}",
+            harness.diagnostics("")
+        );
+    }
+    println!(
+        "short drop: {} datagrams dropped, publisher sent {:?}; events {seen:?}",
+        relay.dropped(),
+        report.media_sent
     );
 }
