@@ -291,6 +291,10 @@ struct DecoderStream {
     received: u32,
     offset: u64,
     buf: BytesMut,
+    /// The block before `buf`'s, taken back once the consumer has dropped every message
+    /// carved out of it (double buffering: the messages of one `decode` call are still held
+    /// while the next block is needed).
+    spare: BytesMut,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -488,6 +492,7 @@ impl ChunkDecoder {
                     received: 0,
                     offset: 0,
                     buf: BytesMut::new(),
+                    spare: BytesMut::new(),
                 });
                 self.streams.len() - 1
             }
@@ -555,10 +560,19 @@ impl ChunkDecoder {
         // The declared length is trusted for the allocation only up to
         // PREALLOCATE_MAX; beyond, the buffer grows with the data. Messages are carved
         // out of blocks of that size (one allocation for many small messages), and a
-        // block whose `Bytes` the consumer has all dropped is reused.
+        // block whose `Bytes` the consumer has all dropped is reused: this one, else the
+        // spare one, else a new block (the current one becomes the spare).
         let need = st.length.min(PREALLOCATE_MAX) as usize;
-        if st.buf.capacity() < need {
-            st.buf.reserve(PREALLOCATE_MAX as usize);
+        if st.buf.capacity() < need && !st.buf.try_reclaim(need) {
+            if st.spare.try_reclaim(need) {
+                std::mem::swap(&mut st.buf, &mut st.spare);
+            } else {
+                let full = std::mem::replace(
+                    &mut st.buf,
+                    BytesMut::with_capacity(PREALLOCATE_MAX as usize),
+                );
+                st.spare = full;
+            }
         }
         if st.length == 0 {
             self.finish_message(idx, out)?;
