@@ -18,6 +18,7 @@ use support::browser::Chromium;
 use support::checks;
 use support::harness::{Harness, Signaling};
 use support::netns;
+use support::signaling::StreamInfo;
 use support::udp_relay::UdpRelay;
 
 /// Wall time the browser publishes once connected.
@@ -48,9 +49,13 @@ fn browser_test(name: &str, signaling: Signaling) {
     in_netns(name, || publish_from_browser(name, signaling));
 }
 
-async fn publish_from_browser(name: &str, signaling: Signaling) {
-    let mut harness = Harness::start(name).await;
-    let stream = harness.create_stream().await;
+/// Launches Chromium on the server's page, makes it publish to `stream` and waits until the
+/// page says `live` (or `error`).
+async fn open_page_and_publish(
+    harness: &mut Harness,
+    stream: &StreamInfo,
+    signaling: Signaling,
+) -> Chromium {
     let browser = Chromium::launch(&harness.dir).await;
     let page = format!("http://{}/", harness.http_addr());
     browser.navigate(&page).await;
@@ -88,6 +93,13 @@ async fn publish_from_browser(name: &str, signaling: Signaling) {
             "the browser's peer connection",
         )
         .await;
+    browser
+}
+
+async fn publish_from_browser(name: &str, signaling: Signaling) {
+    let mut harness = Harness::start(name).await;
+    let stream = harness.create_stream().await;
+    let browser = open_page_and_publish(&mut harness, &stream, signaling).await;
     // Publish for PUBLISH_TIME, failing early if the page reports an error.
     let started = Instant::now();
     while started.elapsed() < PUBLISH_TIME {
@@ -171,34 +183,7 @@ async fn network_drop(name: &str, signaling: Signaling) {
     .await;
     let relay = UdpRelay::start(public, harness.udp_addr()).await;
     let stream = harness.create_stream().await;
-    let browser = Chromium::launch(&harness.dir).await;
-    browser
-        .navigate(&format!("http://{}/", harness.http_addr()))
-        .await;
-    let token = serde_json::to_string(harness.api.token()).unwrap();
-    let publish = match signaling {
-        Signaling::Whip => format!(
-            "streamify.publishWhip({{whipUrl: {}, token: {token}}})",
-            serde_json::to_string(&stream.whip_url).unwrap()
-        ),
-        Signaling::WebSocket => format!(
-            "streamify.publishWs({{streamId: {}, token: {token}}})",
-            serde_json::to_string(&stream.id).unwrap()
-        ),
-    };
-    if let Err(e) = browser.eval(&publish).await {
-        panic!(
-            "the page could not publish: {e}\n{}",
-            harness.diagnostics(&browser.logs())
-        );
-    }
-    browser
-        .wait_for(
-            "streamify.state.phase === 'live' || streamify.state.phase === 'error'",
-            Duration::from_secs(30),
-            "the browser's peer connection",
-        )
-        .await;
+    let browser = open_page_and_publish(&mut harness, &stream, signaling).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = harness.api.get_stream(&stream.id).await;
     assert_eq!(before["state"], "live", "{before}");
