@@ -168,15 +168,6 @@ async fn start_inner(
     let persist = Arc::new(crate::streams::persist::Persister::new(store.clone()));
     let youtube_config = youtube_config.unwrap_or_else(|| YouTubeConfig::from_env(&base_url));
     let youtube = YouTube::new(youtube_config, store.clone())?;
-    if youtube.config().is_configured() {
-        // Broadcasts a crash left on YouTube are ended (or deleted) in the background.
-        let youtube = youtube.clone();
-        tokio::spawn(async move {
-            if let Err(e) = youtube.end_interrupted_broadcasts().await {
-                tracing::warn!("cannot end the broadcasts interrupted by a restart: {e}");
-            }
-        });
-    }
     let manager = StreamManager::new(
         ManagerConfig {
             max_streams: config.limits.max_streams,
@@ -255,7 +246,8 @@ async fn start_inner(
     })
 }
 
-/// Every `cleanup_interval`, ends the broadcasts no running stream uses any more (a clean-up
+/// In the background: first ends the broadcasts a crash left on YouTube (or deletes them),
+/// then every `cleanup_interval` the broadcasts no running stream uses any more (a clean-up
 /// that failed for lack of quota, or outlasted the stop timeout), until shutdown.
 fn spawn_broadcast_cleanup(
     youtube: Arc<YouTube>,
@@ -265,6 +257,9 @@ fn spawn_broadcast_cleanup(
     let manager = manager.clone();
     let interval = youtube.config().timing.cleanup_interval;
     tokio::spawn(async move {
+        if let Err(e) = youtube.end_interrupted_broadcasts().await {
+            tracing::warn!("cannot end the broadcasts interrupted by a restart: {e}");
+        }
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,

@@ -248,6 +248,19 @@ impl Env {
         }
     }
 
+    /// `POST /api/streams/{id}/stop` (200), then the stream as it is once over (`ended` or
+    /// `failed`, within 15 s).
+    async fn stop(&self, id: &str, who: &Who) -> Value {
+        let (status, body) = self
+            .post(&format!("/api/streams/{id}/stop"), who, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        self.wait_for(id, who, Duration::from_secs(15), "stream over", |v| {
+            matches!(v["state"].as_str(), Some("ended" | "failed"))
+        })
+        .await
+    }
+
     async fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {
             within(
@@ -439,15 +452,8 @@ async fn signed_in_user_streams_from_webrtc_to_youtube_live_and_back() {
     );
 
     // Stop: the broadcast is completed, then the RTMP publish closes.
-    let (status, body) = env
-        .post(&format!("/api/streams/{id}/stop"), &me, None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let ended = env
-        .wait_for(&id, &me, Duration::from_secs(15), "stream ended", |v| {
-            v["state"] == "ended"
-        })
-        .await;
+    let ended = env.stop(&id, &me).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
     assert_eq!(destination(&ended)["state"], "stopped", "{ended}");
     assert!(destination(&ended)["error"].is_null(), "{ended}");
     let stats = &destination(&ended)["stats"];
@@ -855,15 +861,8 @@ async fn stop_before_live_removes_the_broadcast_and_its_stream() {
         ("starting", "connecting"),
         "{connecting}"
     );
-    let (status, body) = env
-        .post(&format!("/api/streams/{id}/stop"), &me, None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let ended = env
-        .wait_for(&id, &me, Duration::from_secs(15), "stream ended", |v| {
-            v["state"] == "ended"
-        })
-        .await;
+    let ended = env.stop(&id, &me).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
     assert_eq!(destination(&ended)["state"], "stopped", "{ended}");
     assert!(
         env.fake.broadcast_ids().is_empty(),
@@ -921,14 +920,8 @@ async fn a_youtube_destination_added_to_a_live_stream_goes_live_beside_the_other
         "{both}"
     );
     assert_eq!(youtube["youtube"]["privacy"], "unlisted", "{both}");
-    let (status, body) = env
-        .post(&format!("/api/streams/{id}/stop"), &me, None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    env.wait_for(&id, &me, Duration::from_secs(15), "ended", |v| {
-        v["state"] == "ended"
-    })
-    .await;
+    let ended = env.stop(&id, &me).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
     assert!(
         env.fake
             .calls()
@@ -982,15 +975,7 @@ async fn a_complete_refused_at_stop_is_done_by_the_clean_up() {
     assert_eq!(lifecycle(&env), "live", "{:?}", env.fake.calls());
 
     env.fake.fail_once("liveBroadcasts.transition(complete)");
-    let (status, body) = env
-        .post(&format!("/api/streams/{id}/stop"), &me, None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let ended = env
-        .wait_for(&id, &me, Duration::from_secs(15), "stream over", |v| {
-            matches!(v["state"].as_str(), Some("ended" | "failed"))
-        })
-        .await;
+    let ended = env.stop(&id, &me).await;
     // The destination says what happened and what comes next.
     let error = &destination(&ended)["error"];
     assert_eq!(error["code"], "youtube_unreachable", "{ended}");

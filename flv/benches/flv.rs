@@ -9,8 +9,12 @@
 //! Run: `cargo bench -p streamify-flv --bench flv`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use benchsupport::best_of;
+use benchsupport::gop::{
+    audio_ms, filler, video_ms, AUDIO_FRAMES, AUDIO_FRAME_BYTES, GOP, INTER_BYTES, KEYFRAME_BYTES,
+};
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput};
 use flv::aac;
@@ -19,12 +23,6 @@ use flv::{Muxer, TagKind};
 
 #[global_allocator]
 static GLOBAL: benchsupport::CountingAlloc = benchsupport::CountingAlloc;
-
-const FPS: u32 = 30;
-const GOP: usize = 60;
-const KEYFRAME_BYTES: usize = 60_000;
-const INTER_BYTES: usize = 10_000;
-const AUDIO_FRAME_BYTES: usize = 370;
 
 /// One 2-second GOP of media, in both forms.
 struct Stream {
@@ -36,18 +34,6 @@ struct Stream {
     audio_bodies: Vec<(u32, Bytes)>,
 }
 
-/// Slice-like bytes that never form a start code (real slices are
-/// emulation-prevented); deterministic.
-fn payload(len: usize, seed: u32) -> impl Iterator<Item = u8> {
-    let mut x = seed | 1;
-    (0..len).map(move |_| {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        (x as u8) | 1
-    })
-}
-
 fn stream() -> Stream {
     let mut annexb = Vec::new();
     for i in 0..GOP {
@@ -56,10 +42,10 @@ fn stream() -> Stream {
             f.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x64, 0, 0x1F, 0xAC, 0xB4, 0x02, 0x80]);
             f.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xEE, 0x3C, 0xB0]);
             f.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-            f.extend(payload(KEYFRAME_BYTES, i as u32 + 1));
+            f.extend(filler(KEYFRAME_BYTES, i as u32 + 1));
         } else {
             f.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-            f.extend(payload(INTER_BYTES, i as u32 + 1));
+            f.extend(filler(INTER_BYTES, i as u32 + 1));
         }
         annexb.push(f);
     }
@@ -78,14 +64,14 @@ fn stream() -> Stream {
         })
         .collect();
     // 2 s of AAC: 1024 samples at 48 kHz per frame.
-    let audio_bodies = (0..94u32)
+    let audio_bodies = (0..AUDIO_FRAMES)
         .map(|i| {
             let mut body = BytesMut::new();
             aac::write_raw_tag(
                 &mut body,
-                &payload(AUDIO_FRAME_BYTES, 1000 + i).collect::<Vec<_>>(),
+                &filler(AUDIO_FRAME_BYTES, 1000 + i).collect::<Vec<_>>(),
             );
-            (i * 1024 * 1000 / 48_000, body.freeze())
+            (audio_ms(i), body.freeze())
         })
         .collect();
     Stream {
@@ -100,7 +86,7 @@ fn mux_gop(s: &Stream, muxer: &mut Muxer, out: &mut BytesMut) {
     out.clear();
     let mut audio = s.audio_bodies.iter().peekable();
     for (i, body) in s.video_bodies.iter().enumerate() {
-        let ts = i as u32 * 1000 / FPS;
+        let ts = video_ms(i);
         while let Some((ats, a)) = audio.next_if(|(ats, _)| *ats <= ts) {
             muxer.write_tag(out, TagKind::Audio, *ats, a);
         }
@@ -166,7 +152,7 @@ fn pipeline_gop(s: &Stream, pool: &mut BytesMut, muxer: &mut Muxer, out: &mut By
         avc::write_nalu_tag_from_annexb(pool, frame, 0, f).unwrap();
         let shared: Bytes = pool.split().freeze();
         pooled += shared.len();
-        muxer.write_tag(out, TagKind::Video, i as u32 * 1000 / FPS, &shared);
+        muxer.write_tag(out, TagKind::Video, video_ms(i), &shared);
         black_box(&shared);
     }
     pooled
@@ -182,22 +168,9 @@ fn direct_gop(s: &Stream, muxer: &mut Muxer, out: &mut BytesMut) {
             FrameType::Inter
         };
         muxer
-            .try_write_avc_annexb_tag(out, i as u32 * 1000 / FPS, frame, 0, f)
+            .try_write_avc_annexb_tag(out, video_ms(i), frame, 0, f)
             .unwrap();
     }
-}
-
-/// Best-of-rounds time per call of `f`, interleaving nothing else.
-fn time(mut f: impl FnMut()) -> Duration {
-    let mut best = Duration::MAX;
-    for _ in 0..15 {
-        let start = Instant::now();
-        for _ in 0..10 {
-            f();
-        }
-        best = best.min(start.elapsed() / 10);
-    }
-    best
 }
 
 fn report(s: &Stream) {
@@ -239,15 +212,15 @@ fn report(s: &Stream) {
     let pooled = pipeline_gop(s, &mut pool, &mut muxer, &mut out);
     let pipeline_copies = (out.len() - framing + pooled) as f64 / payload as f64;
 
-    let t_mux = time(|| mux_gop(s, &mut muxer, &mut out));
-    let t_memcpy = time(|| memcpy_gop(s, &mut copy));
-    let t_annexb = time(|| {
+    let t_mux = best_of(|| mux_gop(s, &mut muxer, &mut out));
+    let t_memcpy = best_of(|| memcpy_gop(s, &mut copy));
+    let t_annexb = best_of(|| {
         black_box(annexb_gop(s, &mut copy));
     });
-    let t_memcpy_annexb = time(|| {
+    let t_memcpy_annexb = best_of(|| {
         black_box(memcpy_annexb_gop(s, &mut copy));
     });
-    let t_direct = time(|| direct_gop(s, &mut muxer, &mut out));
+    let t_direct = best_of(|| direct_gop(s, &mut muxer, &mut out));
 
     let mb = |bytes: usize, t: Duration| bytes as f64 / t.as_secs_f64() / 1e6;
     let gop_bytes: usize = payload + s.audio_bodies.iter().map(|(_, a)| a.len()).sum::<usize>();

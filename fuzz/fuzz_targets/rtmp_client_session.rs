@@ -16,6 +16,7 @@ use rtmp::{
     ClientConfig, ClientSession, ClientState, Error, Event, ServerConfig, ServerEvent,
     ServerSession, UsageError,
 };
+use streamify_fuzz::pieces;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -108,14 +109,7 @@ fn run(stage: u8, pieces: &[&[u8]]) -> (Outcome, ClientSession, Instant) {
 
 fuzz_target!(|input: Input| {
     let bytes = &input.bytes[..];
-    let mut pieces = Vec::new();
-    let mut rest = bytes;
-    for &s in &input.splits {
-        let (a, b) = rest.split_at(usize::from(s).min(rest.len()));
-        pieces.push(a);
-        rest = b;
-    }
-    pieces.push(rest);
+    let pieces = pieces(bytes, &input.splits);
 
     let (whole, mut client, now) = run(input.stage, &[bytes]);
     let (split, _, _) = run(input.stage, &pieces);

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use rtmp::handshake::{ClientHandshake, ServerHandshake, HANDSHAKE_SIZE, RANDOM_SIZE};
 use rtmp::HandshakeError;
+use streamify_fuzz::pieces;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -32,19 +33,6 @@ fn random(seed: &[u8]) -> [u8; RANDOM_SIZE] {
         }
     }
     r
-}
-
-/// Splits `bytes` at the fuzzer's points (empty pieces included).
-fn pieces<'a>(bytes: &'a [u8], splits: &[u16]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    for &s in splits {
-        let (a, b) = rest.split_at(usize::from(s).min(rest.len()));
-        out.push(a);
-        rest = b;
-    }
-    out.push(rest);
-    out
 }
 
 trait Side {

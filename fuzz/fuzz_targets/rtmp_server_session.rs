@@ -13,6 +13,7 @@ use rtmp::handshake::{HANDSHAKE_SIZE, RANDOM_SIZE};
 use rtmp::{
     ClientConfig, ClientSession, Error, ServerConfig, ServerEvent, ServerSession, UsageError,
 };
+use streamify_fuzz::pieces;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -93,14 +94,7 @@ fn run(stage: u8, pieces: &[&[u8]]) -> (Vec<ServerEvent>, Option<Error>, ServerS
 
 fuzz_target!(|input: Input| {
     let bytes = &input.bytes[..];
-    let mut pieces = Vec::new();
-    let mut rest = bytes;
-    for &s in &input.splits {
-        let (a, b) = rest.split_at(usize::from(s).min(rest.len()));
-        pieces.push(a);
-        rest = b;
-    }
-    pieces.push(rest);
+    let pieces = pieces(bytes, &input.splits);
 
     let (events, error, mut server) = run(input.stage, &[bytes]);
     let (split_events, split_error, _) = run(input.stage, &pieces);

@@ -13,6 +13,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use benchsupport::best_of;
+use benchsupport::gop::{
+    audio_ms, filler, video_ms, AUDIO_FRAMES, AUDIO_FRAME_BYTES, FPS, GOP, INTER_BYTES,
+    KEYFRAME_BYTES,
+};
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput};
 use rtmp::chunk::{msg_type, ChunkDecoder, ChunkEncoder, DecoderConfig, MessageHeader, RawMessage};
@@ -22,11 +27,6 @@ use rtmp::{ClientConfig, ClientSession, ClientState, ServerConfig, ServerEvent, 
 #[global_allocator]
 static GLOBAL: benchsupport::CountingAlloc = benchsupport::CountingAlloc;
 
-const FPS: u32 = 30;
-const GOP: usize = 60;
-const KEYFRAME_BYTES: usize = 60_000;
-const INTER_BYTES: usize = 10_000;
-const AUDIO_FRAME_BYTES: usize = 370;
 const CHUNK_SIZE: u32 = rtmp::OUTGOING_CHUNK_SIZE;
 /// What one socket read hands the decoder (the tokio adapter reads 64 KiB at a time).
 const READ_SIZE: usize = 64 * 1024;
@@ -43,17 +43,6 @@ impl Stream {
     }
 }
 
-/// Deterministic filler bytes.
-fn filler(len: usize, seed: u32) -> impl Iterator<Item = u8> {
-    let mut x = seed | 1;
-    (0..len).map(move |_| {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        x as u8
-    })
-}
-
 fn stream() -> Stream {
     let mut video = Vec::new();
     for i in 0..GOP {
@@ -64,13 +53,13 @@ fn stream() -> Stream {
         };
         let mut body = head.to_vec();
         body.extend(filler(len, i as u32 + 1));
-        video.push((i as u32 * 1000 / FPS, Bytes::from(body)));
+        video.push((video_ms(i), Bytes::from(body)));
     }
-    let audio: Vec<(u32, Bytes)> = (0..94u32)
+    let audio: Vec<(u32, Bytes)> = (0..AUDIO_FRAMES)
         .map(|i| {
             let mut body = vec![0xAF, 1];
             body.extend(filler(AUDIO_FRAME_BYTES, 1000 + i));
-            (i * 1024 * 1000 / 48_000, Bytes::from(body))
+            (audio_ms(i), Bytes::from(body))
         })
         .collect();
     let mut messages = Vec::new();
@@ -183,19 +172,6 @@ fn send_gop(s: &Stream, client: &mut ClientSession, base: u32, sink: &mut usize)
     }
 }
 
-/// Best-of-rounds time per call of `f`.
-fn time(mut f: impl FnMut()) -> Duration {
-    let mut best = Duration::MAX;
-    for _ in 0..15 {
-        let start = Instant::now();
-        for _ in 0..10 {
-            f();
-        }
-        best = best.min(start.elapsed() / 10);
-    }
-    best
-}
-
 fn gop_ms(round: u32) -> u32 {
     round * (GOP as u32) * 1000 / FPS
 }
@@ -260,19 +236,19 @@ fn report(s: &Stream) {
     let encode_copies = (wire.len() - framing) as f64 / payload as f64;
     let decode_copies = decoded as f64 / (10 * payload) as f64;
 
-    let t_encode = time(|| {
+    let t_encode = best_of(|| {
         encode_gop(s, &mut enc, gop_ms(round), &mut wire);
         round += 1;
     });
-    let t_memcpy = time(|| memcpy_gop(s, &mut copy));
-    let t_send = time(|| {
+    let t_memcpy = best_of(|| memcpy_gop(s, &mut copy));
+    let t_send = best_of(|| {
         send_gop(s, &mut client, gop_ms(round), &mut sink);
         round += 1;
     });
-    let t_decode = time(|| {
+    let t_decode = best_of(|| {
         black_box(decode_gop(&steady, &mut dec, &mut msgs));
     });
-    let t_memcpy_wire = time(|| {
+    let t_memcpy_wire = best_of(|| {
         black_box(memcpy_wire(&steady, &mut copy));
     });
 

@@ -575,8 +575,8 @@ impl Stream {
         };
         for d in core.destinations.iter_mut().filter(|d| d.task.is_none()) {
             let context: Arc<dyn OutputContext> = me.clone();
-            d.task = Some(match (&d.kind, &manager.config.youtube) {
-                (DestinationKind::Rtmp, _) => output::rtmp::spawn(
+            d.task = Some(match &d.kind {
+                DestinationKind::Rtmp => output::rtmp::spawn(
                     d.url.clone(),
                     d.masked.clone(),
                     manager.config.output.clone(),
@@ -584,11 +584,10 @@ impl Stream {
                     context,
                     d.stop.subscribe(),
                 ),
-                (DestinationKind::Youtube(y), Some(youtube)) => {
+                DestinationKind::Youtube(y) => {
                     youtube_destination::spawn(youtube_destination::Launch {
                         destination: y.clone(),
                         id: d.id.clone(),
-                        youtube: youtube.clone(),
                         stream_id: self.id.clone(),
                         title: self.title.clone(),
                         output: manager.config.output.clone(),
@@ -597,13 +596,6 @@ impl Stream {
                         stop: d.stop.subscribe(),
                         persist: manager.persist.clone().map(|p| (p, d.position)),
                     })
-                }
-                (DestinationKind::Youtube(_), None) => {
-                    d.status.set(
-                        DestinationState::Failed,
-                        Some(crate::youtube::not_configured()),
-                    );
-                    tokio::spawn(async move { context.output_changed() })
                 }
             });
         }
@@ -815,15 +807,10 @@ impl Stream {
         let mut core = lock(&self.core);
         // A publisher whose ICE is disconnected may be replaced at once when the stream waits
         // for lost publishers (the browser reloaded, the network changed).
-        let replace = core.publisher.as_ref().is_some_and(|p| {
-            p.is_running() && p.is_disconnected() && core.lifecycle.accepts_replacement()
-        });
-        if !replace
-            && core
-                .publisher
-                .as_ref()
-                .is_some_and(SessionHandle::is_running)
-        {
+        let running = core.publisher.as_ref().filter(|p| p.is_running());
+        let replace = running.is_some_and(SessionHandle::is_disconnected)
+            && core.lifecycle.accepts_replacement();
+        if running.is_some() && !replace {
             return Err(Error::new(
                 ErrorCode::PublisherExists,
                 "another publisher is already sending to this stream; end that session first \

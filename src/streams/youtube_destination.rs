@@ -57,14 +57,23 @@ pub struct YoutubeView {
 }
 
 /// What a YouTube destination is, and what it has learnt so far.
-#[derive(Debug)]
 pub(crate) struct YoutubeDestination {
+    /// The YouTube service (configured: [`YoutubeDestination::prepare`] checked it).
+    youtube: Arc<YouTube>,
     description: String,
     /// The RTMP output's own status: its figures, and its state once live.
     rtmp: Arc<OutputStatus>,
     view: Mutex<YoutubeView>,
     /// The ingestion URL with the key masked, once known.
     masked: Mutex<String>,
+}
+
+impl std::fmt::Debug for YoutubeDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YoutubeDestination")
+            .field("view", &self.view())
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,6 +163,7 @@ impl YoutubeDestination {
             ));
         }
         Ok(YoutubeDestination {
+            youtube: youtube.clone(),
             description,
             rtmp: Arc::new(OutputStatus::default()),
             view: Mutex::new(YoutubeView {
@@ -221,8 +231,6 @@ pub(crate) struct Launch {
     pub destination: Arc<YoutubeDestination>,
     /// Its id within the stream.
     pub id: String,
-    /// The YouTube service.
-    pub youtube: Arc<YouTube>,
     /// The stream (id, title) the broadcast is for.
     pub stream_id: String,
     /// The broadcast title.
@@ -450,7 +458,8 @@ impl Launch {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let account_id = self.destination.view().account_id;
-        let driver = BroadcastDriver::new(self.youtube.clone(), &account_id).with_events(events_tx);
+        let driver = BroadcastDriver::new(self.destination.youtube.clone(), &account_id)
+            .with_events(events_tx);
         let request = BroadcastRequest {
             title: self.title.clone(),
             description: self.destination.description.clone(),
@@ -487,7 +496,13 @@ impl Launch {
             }
             Start::Interrupted(error) => {
                 self.set(DestinationState::Stopping, None);
-                abandon(driver.api(), &self.youtube, &created, &mut publisher).await;
+                abandon(
+                    driver.api(),
+                    &self.destination.youtube,
+                    &created,
+                    &mut publisher,
+                )
+                .await;
                 return match error {
                     Some(e) => self.fail(e),
                     None => self.set(DestinationState::Stopped, None),
@@ -516,7 +531,7 @@ impl Launch {
             self.on_event(event, &mut created);
         }
         self.set(DestinationState::Stopping, watched.as_ref().err().cloned());
-        let every = self.youtube.config().timing.cleanup_interval;
+        let every = self.destination.youtube.config().timing.cleanup_interval;
         let stopped = driver.stop(&session, &mut publisher).await.map_err(|e| {
             // The broadcast stays open in the store: the server's clean-up completes it.
             let within = if every.as_secs() >= 60 {

@@ -31,9 +31,7 @@ pub trait PublisherSink: Send + Sync + 'static {
     fn ended(&self, session_id: &str, error: Option<Error>);
     /// The connected publisher went quiet or its ICE disconnected (`true`), or it is heard
     /// from again (`false`). The session gives up after the disconnect timeout.
-    fn disconnected(&self, session_id: &str, disconnected: bool) {
-        let _ = (session_id, disconnected);
-    }
+    fn disconnected(&self, session_id: &str, disconnected: bool);
 }
 
 /// Figures of the peer connection itself.
